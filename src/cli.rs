@@ -1,0 +1,208 @@
+//! Command-line parsing. Bad input is a one-line message (the caller exits with code 2).
+
+use std::path::PathBuf;
+
+use crate::params::Override;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// No subcommand: the workbench (for now: the preset list and how to run one).
+    Home,
+    List,
+    Run {
+        preset: String,
+        arms: Vec<String>,
+        overrides: Vec<Override>,
+        seeds: Vec<u64>,
+    },
+    Runs,
+    Show {
+        dir: PathBuf,
+    },
+    Bench {
+        quick: bool,
+    },
+    Help,
+    Version,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cli {
+    pub command: Command,
+    pub presets_dirs: Vec<PathBuf>,
+    pub runs_dir: PathBuf,
+    pub jobs: usize,
+}
+
+pub const USAGE: &str = "\
+reglab: a terminal lab workbench for regularization and training-dynamics papers
+
+usage:
+  reglab                          list the presets and how to run one
+  reglab list                     list the presets
+  reglab run PRESET [options]     run a preset headless, print progress and its verdict
+  reglab runs                     list the runs in the runs folder
+  reglab show RUN_DIR             print a stored run's config, final values and verdict
+  reglab bench [--quick]          print speed figures (steps/s per arm, Hutchinson cost, overhead)
+
+options:
+  --arm NAME        run only this arm (repeatable; default: every arm)
+  --set KEY=VALUE   override a parameter of every arm (repeatable; validated)
+  --steps N         same as --set steps=N
+  --seed S          run with seed S (repeatable; default: the preset's seeds)
+  --runs DIR        runs folder (default ./runs)
+  --presets DIR     also load the presets in DIR (repeatable)
+  --jobs N          run at most N runs at once (default: number of cores)
+";
+
+fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a String, String> {
+    it.next()
+        .ok_or_else(|| format!("{flag} needs a value (see reglab --help)"))
+}
+
+pub fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli {
+        command: Command::Home,
+        presets_dirs: Vec::new(),
+        runs_dir: PathBuf::from("runs"),
+        jobs: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+    let mut positional: Vec<&String> = Vec::new();
+    let mut arms = Vec::new();
+    let mut overrides = Vec::new();
+    let mut seeds = Vec::new();
+    let mut quick = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => cli.command = Command::Help,
+            "-V" | "--version" => cli.command = Command::Version,
+            "--arm" => arms.push(value(a, &mut it)?.clone()),
+            "--set" => overrides.push(Override::parse(value(a, &mut it)?)?),
+            "--steps" => {
+                let v = value(a, &mut it)?;
+                overrides.push(Override {
+                    key: "steps".into(),
+                    value: v.clone(),
+                });
+            }
+            "--seed" => {
+                let v = value(a, &mut it)?;
+                seeds.push(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("--seed {v}: expected a non-negative integer"))?,
+                );
+            }
+            "--runs" => cli.runs_dir = PathBuf::from(value(a, &mut it)?),
+            "--presets" => cli.presets_dirs.push(PathBuf::from(value(a, &mut it)?)),
+            "--jobs" => {
+                let v = value(a, &mut it)?;
+                cli.jobs = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("--jobs {v}: expected a positive integer"))?;
+            }
+            "--quick" => quick = true,
+            s if s.starts_with('-') => {
+                return Err(format!("unknown option `{s}` (see reglab --help)"))
+            }
+            _ => positional.push(a),
+        }
+    }
+    if matches!(cli.command, Command::Help | Command::Version) {
+        return Ok(cli);
+    }
+    let sub = positional.first().map(|s| s.as_str());
+    let extra = |n: usize| -> Result<(), String> {
+        match positional.get(n) {
+            Some(x) => Err(format!("unexpected argument `{x}` (see reglab --help)")),
+            None => Ok(()),
+        }
+    };
+    cli.command = match sub {
+        None => Command::Home,
+        Some("list") => {
+            extra(1)?;
+            Command::List
+        }
+        Some("runs") => {
+            extra(1)?;
+            Command::Runs
+        }
+        Some("bench") => {
+            extra(1)?;
+            Command::Bench { quick }
+        }
+        Some("show") => {
+            let dir = positional
+                .get(1)
+                .ok_or("show needs a run directory (see reglab runs)")?;
+            extra(2)?;
+            Command::Show {
+                dir: PathBuf::from(dir),
+            }
+        }
+        Some("run") => {
+            let preset = positional
+                .get(1)
+                .ok_or("run needs a preset id (see reglab list)")?;
+            extra(2)?;
+            Command::Run {
+                preset: preset.to_string(),
+                arms,
+                overrides,
+                seeds,
+            }
+        }
+        Some(other) => return Err(format!("unknown command `{other}` (see reglab --help)")),
+    };
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_run() {
+        let c = parse(&args(
+            "run sgd-stability --arm a --arm b --set eta=0.1 --steps 10 --seed 3 --runs r --jobs 2",
+        ))
+        .unwrap();
+        assert_eq!(c.runs_dir, PathBuf::from("r"));
+        assert_eq!(c.jobs, 2);
+        match c.command {
+            Command::Run {
+                preset,
+                arms,
+                overrides,
+                seeds,
+            } => {
+                assert_eq!(preset, "sgd-stability");
+                assert_eq!(arms, vec!["a", "b"]);
+                assert_eq!(overrides.len(), 2);
+                assert_eq!(overrides[1].key, "steps");
+                assert_eq!(seeds, vec![3]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse(&args("run")).is_err());
+        assert!(parse(&args("run p --jobs 0")).is_err());
+        assert!(parse(&args("run p --seed x")).is_err());
+        assert!(parse(&args("run p --set eta")).is_err());
+        assert!(parse(&args("frobnicate")).is_err());
+        assert!(parse(&args("list --bogus")).is_err());
+        assert_eq!(parse(&[]).unwrap().command, Command::Home);
+    }
+}

@@ -1,0 +1,377 @@
+//! The run manager: launches each arm of a preset as a background task, at most `jobs` at once,
+//! streams typed events, stops one run or all, and computes the verdict when a launch ends.
+//!
+//! Training runs on tokio's blocking pool (`spawn_blocking`), never on the reactor threads or the
+//! UI. Each run writes its own files from its training thread, so a dropped consumer never loses
+//! a metric.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::store::{self, MetricPoint, MetricsWriter, RunConfig, RunStore, RunSummary};
+use crate::experiments::{
+    self, Experiment, FinishedRun, MetricSink, RunContext, RunEnd, RunStatus, RunStop,
+};
+use crate::params::{Override, Params};
+use crate::presets::Preset;
+use crate::verdict::Verdict;
+
+pub type RunId = u64;
+pub type LaunchId = u64;
+
+/// What the engine tells its consumers (the headless printer, the terminal UI).
+#[derive(Clone, Debug)]
+pub enum EngineEvent {
+    /// A run left the queue and began training.
+    Started { run: RunId },
+    /// A measurement.
+    Metrics { run: RunId, point: MetricPoint },
+    /// A line of the run's log.
+    Log { run: RunId, line: String },
+    /// A run ended (completed, diverged, stopped or failed).
+    Ended {
+        run: RunId,
+        status: RunStatus,
+        final_values: BTreeMap<String, f64>,
+    },
+    /// Every run of a launch ended; the verdict is computed and written.
+    LaunchEnded { launch: LaunchId, verdict: Verdict },
+}
+
+/// One run of a launch.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub id: RunId,
+    pub launch: LaunchId,
+    pub preset: String,
+    pub arm: String,
+    pub seed: u64,
+    pub params: Params,
+    pub total_steps: u64,
+    pub dir: PathBuf,
+}
+
+/// What to launch: a preset, some of its arms (all when empty), seeds (the preset's when empty)
+/// and parameter overrides applied to every arm.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchRequest {
+    pub arms: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub overrides: Vec<Override>,
+}
+
+/// A launch in progress.
+pub struct Launch {
+    pub id: LaunchId,
+    pub dir: PathBuf,
+    pub runs: Vec<RunInfo>,
+    /// Resolves to the verdict once every run has ended.
+    pub done: JoinHandle<Verdict>,
+}
+
+/// The resolved (arm, seed, params) triples of a request, validated. Errors are one line.
+pub fn resolve(preset: &Preset, req: &LaunchRequest) -> Result<Vec<(String, u64, Params)>, String> {
+    let exp = experiments::find(&preset.experiment)
+        .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
+    let specs = exp.params();
+    let arms: Vec<_> = if req.arms.is_empty() {
+        preset.arms.iter().collect()
+    } else {
+        req.arms
+            .iter()
+            .map(|name| {
+                preset.arm(name).ok_or_else(|| {
+                    let names: Vec<&str> = preset.arms.iter().map(|a| a.name.as_str()).collect();
+                    format!(
+                        "preset `{}` has no arm `{name}` (arms: {})",
+                        preset.id,
+                        names.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let seeds = if req.seeds.is_empty() {
+        preset.seeds.clone()
+    } else {
+        req.seeds.clone()
+    };
+    let mut out = Vec::new();
+    for arm in arms {
+        let mut p = arm.params.clone();
+        p.apply_overrides(&specs, &req.overrides)?;
+        for &s in &seeds {
+            out.push((arm.name.clone(), s, p.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Launches and supervises runs.
+pub struct RunManager {
+    store: RunStore,
+    limit: Arc<Semaphore>,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    stops: Mutex<HashMap<RunId, Arc<AtomicBool>>>,
+    next_id: AtomicU64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RunManager {
+    /// A manager running at most `jobs` runs at once on `runtime`, with its event stream.
+    pub fn new(
+        store: RunStore,
+        jobs: usize,
+        runtime: tokio::runtime::Handle,
+    ) -> (RunManager, mpsc::UnboundedReceiver<EngineEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            RunManager {
+                store,
+                limit: Arc::new(Semaphore::new(jobs.max(1))),
+                events: tx,
+                stops: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                runtime,
+            },
+            rx,
+        )
+    }
+
+    pub fn store(&self) -> &RunStore {
+        &self.store
+    }
+
+    /// Validates the request, creates the run directories and queues every run.
+    pub fn launch(&self, preset: &Preset, req: &LaunchRequest) -> Result<Launch, String> {
+        let exp = experiments::find(&preset.experiment)
+            .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
+        let planned = resolve(preset, req)?;
+        let launch_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let dir = self.store.create_launch(&preset.id).map_err(|e| {
+            format!(
+                "cannot create a run folder under {}: {e}",
+                self.store.root.display()
+            )
+        })?;
+        let mut runs = Vec::new();
+        let mut handles = Vec::new();
+        for (arm, seed, params) in planned {
+            let config = RunConfig {
+                preset: preset.id.clone(),
+                experiment: preset.experiment.clone(),
+                arm: arm.clone(),
+                seed,
+                params: params.clone(),
+                reglab_version: env!("CARGO_PKG_VERSION").to_string(),
+                started_utc: store::utc_stamp(),
+            };
+            let run_dir = self
+                .store
+                .create_run(&dir, &config)
+                .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+            let info = RunInfo {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                launch: launch_id,
+                preset: preset.id.clone(),
+                arm,
+                seed,
+                total_steps: exp.total_steps(&params),
+                params,
+                dir: run_dir,
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            self.stops.lock().unwrap().insert(info.id, stop.clone());
+            handles.push(self.spawn_run(exp, info.clone(), stop));
+            runs.push(info);
+        }
+        let events = self.events.clone();
+        let claim = preset.claim.clone();
+        let preset_id = preset.id.clone();
+        let launch_dir = dir.clone();
+        let done = self.runtime.spawn(async move {
+            let mut finished = Vec::new();
+            for h in handles {
+                if let Ok(f) = h.await {
+                    finished.push(f);
+                }
+            }
+            let verdict = exp.verdict(&claim, &preset_id, &finished);
+            let _ = store::write_verdict(&launch_dir, &verdict);
+            for f in &finished {
+                let run_dir = launch_dir.join(format!("{}-s{}", f.arm, f.seed));
+                if let Ok(mut r) = store::open_run(&run_dir) {
+                    if let Some(mut s) = r.summary.take() {
+                        s.verdict = Some(verdict.clone());
+                        let _ = store::write_summary(&run_dir, &s);
+                    }
+                }
+            }
+            let _ = events.send(EngineEvent::LaunchEnded {
+                launch: launch_id,
+                verdict: verdict.clone(),
+            });
+            verdict
+        });
+        Ok(Launch {
+            id: launch_id,
+            dir,
+            runs,
+            done,
+        })
+    }
+
+    fn spawn_run(
+        &self,
+        exp: &'static dyn Experiment,
+        info: RunInfo,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<FinishedRun> {
+        let limit = self.limit.clone();
+        let events = self.events.clone();
+        self.runtime.spawn(async move {
+            let permit = limit.acquire_owned().await.ok();
+            let (status, final_values) = if stop.load(Ordering::Relaxed) {
+                (RunStatus::Stopped { step: 0 }, BTreeMap::new())
+            } else {
+                let _ = events.send(EngineEvent::Started { run: info.id });
+                let (i, ev, st) = (info.clone(), events.clone(), stop.clone());
+                match tokio::task::spawn_blocking(move || train(exp, &i, ev, &st)).await {
+                    Ok(r) => r,
+                    Err(e) => (
+                        RunStatus::Failed {
+                            error: format!("training task ended abnormally: {e}"),
+                        },
+                        BTreeMap::new(),
+                    ),
+                }
+            };
+            drop(permit);
+            let _ = events.send(EngineEvent::Ended {
+                run: info.id,
+                status: status.clone(),
+                final_values: final_values.clone(),
+            });
+            FinishedRun {
+                arm: info.arm,
+                seed: info.seed,
+                params: info.params,
+                status,
+                final_values,
+            }
+        })
+    }
+
+    /// Asks one run to stop (a queued run ends without training).
+    pub fn stop(&self, run: RunId) {
+        if let Some(s) = self.stops.lock().unwrap().get(&run) {
+            s.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks every run to stop.
+    pub fn stop_all(&self) {
+        for s in self.stops.lock().unwrap().values() {
+            s.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes each measurement to `metrics.jsonl`, then streams it.
+struct EngineSink {
+    run: RunId,
+    writer: Option<MetricsWriter>,
+    write_error: Option<String>,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    started: Instant,
+}
+
+impl MetricSink for EngineSink {
+    fn record(&mut self, step: u64, values: &[(&'static str, f64)]) {
+        let point = MetricPoint {
+            step,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            metrics: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        };
+        if let Some(w) = self.writer.as_mut() {
+            if let Err(e) = w.append(&point) {
+                self.write_error
+                    .get_or_insert(format!("writing metrics.jsonl: {e}"));
+            }
+        }
+        let _ = self.events.send(EngineEvent::Metrics {
+            run: self.run,
+            point,
+        });
+    }
+
+    fn log(&mut self, line: String) {
+        let _ = self.events.send(EngineEvent::Log {
+            run: self.run,
+            line,
+        });
+    }
+}
+
+/// Trains one run on the calling (blocking) thread and writes its summary.
+fn train(
+    exp: &'static dyn Experiment,
+    info: &RunInfo,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    stop: &AtomicBool,
+) -> (RunStatus, BTreeMap<String, f64>) {
+    let started = Instant::now();
+    let (writer, write_error) = match MetricsWriter::create(&info.dir.join("metrics.jsonl")) {
+        Ok(w) => (Some(w), None),
+        Err(e) => (None, Some(format!("cannot create metrics.jsonl: {e}"))),
+    };
+    let mut sink = EngineSink {
+        run: info.id,
+        writer,
+        write_error,
+        events,
+        started,
+    };
+    let result: Result<RunEnd, RunStop> = {
+        let mut ctx = RunContext::new(
+            &info.params,
+            info.seed,
+            Some(info.dir.clone()),
+            &mut sink,
+            stop,
+        );
+        match std::panic::catch_unwind(AssertUnwindSafe(|| exp.run(&mut ctx))) {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(RunStop::Failed(format!("training panicked: {msg}")))
+            }
+        }
+    };
+    let mut status = RunStatus::from_result(&result);
+    if let (Some(e), RunStatus::Completed { .. }) = (&sink.write_error, &status) {
+        status = RunStatus::Failed { error: e.clone() };
+    }
+    let final_values = result.map(|r| r.final_values).unwrap_or_default();
+    let summary = RunSummary {
+        status: status.clone(),
+        final_values: final_values.clone(),
+        wall_s: started.elapsed().as_secs_f64(),
+        verdict: None,
+    };
+    if let Err(e) = store::write_summary(&info.dir, &summary) {
+        sink.log(format!("cannot write summary.json: {e}"));
+    }
+    (status, final_values)
+}

@@ -1,0 +1,8 @@
+//! The engine: the run manager (background training, events, stop) and the run store on disk.
+//! Nothing here touches the terminal.
+
+pub mod manager;
+pub mod store;
+
+pub use manager::{EngineEvent, Launch, LaunchRequest, RunId, RunInfo, RunManager};
+pub use store::{MetricPoint, RunStore};

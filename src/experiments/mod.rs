@@ -1,0 +1,173 @@
+//! Experiments: one module per paper, each behind the [`Experiment`] trait. An experiment trains
+//! one arm of a preset through a [`RunContext`] (which streams its metrics) and, once every run of
+//! a launch has ended, computes the preset's verdict from what the runs measured.
+
+pub mod stability;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::MetricSpec;
+use crate::params::{ParamSpec, Params};
+use crate::verdict::Verdict;
+
+/// One paper's experiment.
+pub trait Experiment: Send + Sync {
+    /// The `experiment = "..."` name preset files use.
+    fn kind(&self) -> &'static str;
+    /// Every parameter it understands, with defaults.
+    fn params(&self) -> Vec<ParamSpec>;
+    /// Every metric it emits, with display hints.
+    fn metrics(&self) -> Vec<MetricSpec>;
+    /// The metrics shown in the end-of-run table, in order.
+    fn table_metrics(&self) -> Vec<&'static str>;
+    /// Training steps one run will take (for progress and ETA).
+    fn total_steps(&self, params: &Params) -> u64;
+    /// Trains one arm. Returns its final values, or how it stopped early.
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop>;
+    /// The verdict over the runs of one launch.
+    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict;
+}
+
+static STABILITY: stability::SgdStability = stability::SgdStability;
+
+/// Every experiment compiled in.
+pub fn all() -> Vec<&'static dyn Experiment> {
+    vec![&STABILITY]
+}
+
+pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
+    all().into_iter().find(|e| e.kind() == kind)
+}
+
+pub fn kinds() -> Vec<&'static str> {
+    all().iter().map(|e| e.kind()).collect()
+}
+
+/// Where a run's measurements go: the engine writes them to the run store and streams them.
+pub trait MetricSink: Send {
+    fn record(&mut self, step: u64, values: &[(&'static str, f64)]);
+    fn log(&mut self, line: String);
+}
+
+/// A sink that keeps everything in memory (tests, benchmarks).
+#[derive(Default)]
+pub struct MemorySink {
+    pub points: Vec<(u64, Vec<(&'static str, f64)>)>,
+    pub lines: Vec<String>,
+}
+
+impl MetricSink for MemorySink {
+    fn record(&mut self, step: u64, values: &[(&'static str, f64)]) {
+        self.points.push((step, values.to_vec()));
+    }
+    fn log(&mut self, line: String) {
+        self.lines.push(line);
+    }
+}
+
+/// What an experiment sees while it trains one run.
+pub struct RunContext<'a> {
+    pub params: &'a Params,
+    pub seed: u64,
+    /// The run's directory, for artifacts (final parameters, data). None in memory-only runs.
+    pub dir: Option<PathBuf>,
+    sink: &'a mut dyn MetricSink,
+    stop: &'a AtomicBool,
+}
+
+impl<'a> RunContext<'a> {
+    pub fn new(
+        params: &'a Params,
+        seed: u64,
+        dir: Option<PathBuf>,
+        sink: &'a mut dyn MetricSink,
+        stop: &'a AtomicBool,
+    ) -> RunContext<'a> {
+        RunContext {
+            params,
+            seed,
+            dir,
+            sink,
+            stop,
+        }
+    }
+
+    pub fn record(&mut self, step: u64, values: &[(&'static str, f64)]) {
+        self.sink.record(step, values);
+    }
+
+    pub fn log(&mut self, line: impl Into<String>) {
+        self.sink.log(line.into());
+    }
+
+    /// True once someone asked this run to stop; the experiment ends with [`RunStop::Stopped`].
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// A run that reached its end.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    pub steps: u64,
+    pub final_values: BTreeMap<String, f64>,
+}
+
+/// A run that ended early.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RunStop {
+    /// A loss became NaN/Inf or blew up.
+    Diverged { step: u64, reason: String },
+    /// Someone asked it to stop.
+    Stopped { step: u64 },
+    /// Anything else (an I/O error writing artifacts, a device error).
+    Failed(String),
+}
+
+/// How a run ended, as stored in `summary.json` and fed to verdicts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum RunStatus {
+    Completed { steps: u64 },
+    Diverged { step: u64, reason: String },
+    Stopped { step: u64 },
+    Failed { error: String },
+}
+
+impl RunStatus {
+    pub fn from_result(r: &Result<RunEnd, RunStop>) -> RunStatus {
+        match r {
+            Ok(end) => RunStatus::Completed { steps: end.steps },
+            Err(RunStop::Diverged { step, reason }) => RunStatus::Diverged {
+                step: *step,
+                reason: reason.clone(),
+            },
+            Err(RunStop::Stopped { step }) => RunStatus::Stopped { step: *step },
+            Err(RunStop::Failed(e)) => RunStatus::Failed { error: e.clone() },
+        }
+    }
+
+    /// One short phrase: "completed", "diverged at step 120", ...
+    pub fn describe(&self) -> String {
+        match self {
+            RunStatus::Completed { steps } => format!("completed ({steps} steps)"),
+            RunStatus::Diverged { step, .. } => format!("diverged at step {step}"),
+            RunStatus::Stopped { step } => format!("stopped at step {step}"),
+            RunStatus::Failed { error } => format!("failed: {error}"),
+        }
+    }
+}
+
+/// A finished run as a verdict sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinishedRun {
+    pub arm: String,
+    pub seed: u64,
+    pub params: Params,
+    pub status: RunStatus,
+    pub final_values: BTreeMap<String, f64>,
+}

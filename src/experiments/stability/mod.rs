@@ -1,0 +1,522 @@
+//! Wu & Su (ICML 2023), "The Implicit Regularization of Dynamical Stability in Stochastic
+//! Gradient Descent": a minimum that is linearly stable for SGD has tr(H) <= 2/eta, while GD's
+//! stability bounds only lambda_max(H) by 2/eta.
+//!
+//! One run trains one model (two-layer ReLU net on a teacher, or diagonal linear net on sparse
+//! regression) with GD or SGD at one learning rate and measures, at every logging step, the
+//! losses, the Hessian trace (Hutchinson, finite-difference HVPs of dfdx gradients), the exact
+//! Gauss-Newton trace, lambda_max (power iteration), 2/eta and the model's parameter norm.
+
+pub mod data;
+pub mod models;
+mod verdict;
+
+use std::collections::BTreeMap;
+
+use dfdx::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
+use crate::metrics::hessian::{fd_hvp, gauss_newton_trace, hutchinson_trace, power_iteration};
+use crate::metrics::MetricSpec;
+use crate::params::{ParamKind, ParamSpec, ParamValue, Params};
+use crate::safetensors::{self, NamedTensor};
+use crate::verdict::Verdict;
+use data::Dataset;
+use models::{Batch, Model};
+
+pub struct SgdStability;
+
+const fn float(
+    name: &'static str,
+    default: f64,
+    min: f64,
+    max: f64,
+    help: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind: ParamKind::Float { min, max },
+        default: ParamValue::Float(default),
+        help,
+    }
+}
+
+const fn int(
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+    help: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind: ParamKind::Int { min, max },
+        default: ParamValue::Int(default),
+        help,
+    }
+}
+
+/// Everything one run needs, read from its parameters.
+struct Setup {
+    model: Model,
+    full_batch: bool,
+    batch: usize,
+    eta: f64,
+    steps: u64,
+    log_every: u64,
+    probes: usize,
+    final_probes: usize,
+    power_iters: usize,
+    fd_step: f64,
+    stop_loss: f64,
+    diverge_factor: f64,
+    train: Dataset,
+    test: Dataset,
+    theta0: Vec<f64>,
+    /// The sparse regression's true vector (diagonal model only).
+    beta_star: Vec<f64>,
+}
+
+impl Setup {
+    fn new(p: &Params, seed: u64) -> Setup {
+        // Data and initialization depend on the seed only, so the arms of one seed share them.
+        let mut data_rng = StdRng::seed_from_u64(seed ^ 0xDA7A);
+        let mut init_rng = StdRng::seed_from_u64(seed ^ 0x1417);
+        let dim = p.usize("dim");
+        let n_train = p.usize("n_train");
+        let n_test = p.usize("n_test");
+        let init = p.f64("init_scale");
+        let (model, train, test, beta_star, theta0) = match p.text("model") {
+            "relu" => {
+                let width = p.usize("width");
+                let (train, test) = data::relu_teacher(
+                    dim,
+                    p.usize("teacher_units"),
+                    n_train,
+                    n_test,
+                    &mut data_rng,
+                );
+                let model = Model::Relu { dim, width };
+                let normal = rand_distr::Normal::new(0.0, 1.0).unwrap();
+                use rand_distr::Distribution;
+                let mut theta: Vec<f64> = Vec::with_capacity(model.num_params());
+                for _ in 0..width * dim {
+                    theta.push(init * normal.sample(&mut init_rng) / (dim as f64).sqrt());
+                }
+                for _ in 0..width {
+                    theta.push(init * normal.sample(&mut init_rng) / (dim as f64).sqrt());
+                }
+                (model, train, test, Vec::new(), theta)
+            }
+            _ => {
+                let (train, test, beta) = data::sparse_regression(
+                    dim,
+                    p.usize("sparsity"),
+                    n_train,
+                    n_test,
+                    &mut data_rng,
+                );
+                (
+                    Model::Diagonal { dim },
+                    train,
+                    test,
+                    beta,
+                    vec![init; 2 * dim],
+                )
+            }
+        };
+        let full_batch = p.text("optimizer") == "gd";
+        Setup {
+            model,
+            full_batch,
+            batch: if full_batch {
+                n_train
+            } else {
+                p.usize("batch").min(n_train)
+            },
+            eta: p.f64("eta"),
+            steps: p.usize("steps") as u64,
+            log_every: p.usize("log_every").max(1) as u64,
+            probes: p.usize("probes"),
+            final_probes: p.usize("final_probes"),
+            power_iters: p.usize("power_iters"),
+            fd_step: p.f64("fd_step"),
+            stop_loss: p.f64("stop_loss"),
+            diverge_factor: p.f64("diverge_factor"),
+            train,
+            test,
+            theta0,
+            beta_star,
+        }
+    }
+}
+
+/// The second-order measurements at one point.
+#[derive(Clone, Copy, Debug)]
+pub struct Curvature {
+    pub trace: f64,
+    pub trace_se: f64,
+    pub gn_trace: f64,
+    pub lambda_max: f64,
+}
+
+/// How hard the curvature estimators work.
+#[derive(Clone, Copy, Debug)]
+pub struct EstimatorSettings {
+    /// Hutchinson probes.
+    pub probes: usize,
+    /// Power-iteration steps (it stops earlier at a relative change below 1e-4).
+    pub power_iters: usize,
+    /// Central-difference step along a unit direction.
+    pub fd_step: f64,
+}
+
+/// Measures the Hessian trace (Hutchinson), the Gauss-Newton trace and lambda_max at `theta`.
+pub fn measure_curvature(
+    dev: &Cpu,
+    model: &Model,
+    theta: &[f64],
+    train: &Dataset,
+    est: EstimatorSettings,
+    rng: &mut StdRng,
+) -> Curvature {
+    let full = Batch::from_dataset(dev, train, None);
+    let mut grad = |t: &[f64]| model.loss_and_grad(dev, t, &full).1;
+    let mut hvp = |v: &[f64]| fd_hvp(&mut grad, theta, v, est.fd_step);
+    let p = model.num_params();
+    let tr = hutchinson_trace(&mut hvp, p, est.probes, rng);
+    let lam = power_iteration(&mut hvp, p, est.power_iters, 1e-4, rng);
+    let gn = gauss_newton_trace((0..train.n).map(|i| {
+        let one = Batch::from_dataset(dev, train, Some(&[i]));
+        model.output_grad(dev, theta, &one)
+    }));
+    Curvature {
+        trace: tr.value,
+        trace_se: tr.std_err,
+        gn_trace: gn,
+        lambda_max: lam.value,
+    }
+}
+
+impl Experiment for SgdStability {
+    fn kind(&self) -> &'static str {
+        "sgd-stability"
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec {
+                name: "model",
+                kind: ParamKind::Choice(&["relu", "diagonal"]),
+                default: ParamValue::Text("relu".into()),
+                help:
+                    "two-layer ReLU net on a teacher, or diagonal linear net on sparse regression",
+            },
+            ParamSpec {
+                name: "optimizer",
+                kind: ParamKind::Choice(&["gd", "sgd"]),
+                default: ParamValue::Text("sgd".into()),
+                help:
+                    "full-batch GD, or SGD with `batch` samples drawn without replacement per step",
+            },
+            int("batch", 1, 1, 1_000_000, "SGD batch size (ignored by GD)"),
+            float("eta", 0.01, 1e-9, 100.0, "learning rate"),
+            int("steps", 20_000, 1, 1_000_000_000, "training steps"),
+            int(
+                "log_every",
+                500,
+                1,
+                1_000_000_000,
+                "steps between measurements",
+            ),
+            int("dim", 5, 1, 100_000, "input dimension d"),
+            int(
+                "width",
+                20,
+                1,
+                100_000,
+                "hidden units m of the ReLU student",
+            ),
+            int(
+                "teacher_units",
+                2,
+                1,
+                100_000,
+                "hidden units of the ReLU teacher",
+            ),
+            int(
+                "sparsity",
+                3,
+                1,
+                100_000,
+                "non-zeros of the sparse regression vector",
+            ),
+            int("n_train", 16, 1, 1_000_000, "training samples"),
+            int("n_test", 500, 1, 10_000_000, "test samples"),
+            float(
+                "init_scale",
+                1.0,
+                0.0,
+                1e3,
+                "ReLU: weight std multiplier; diagonal: u = v = init_scale",
+            ),
+            int(
+                "probes",
+                16,
+                1,
+                100_000,
+                "Hutchinson probes per measurement",
+            ),
+            int(
+                "final_probes",
+                200,
+                1,
+                1_000_000,
+                "Hutchinson probes at the final point",
+            ),
+            int(
+                "power_iters",
+                40,
+                1,
+                100_000,
+                "power-iteration steps for lambda_max",
+            ),
+            float(
+                "fd_step",
+                1e-2,
+                1e-12,
+                1.0,
+                "central-difference step (along a unit direction) for Hessian-vector products; \
+                 not smaller: (S)GD leaves ReLU pre-activations at the kink, where a tiny step \
+                 measures the jump of the gradient instead of the curvature",
+            ),
+            float(
+                "stop_loss",
+                1e-9,
+                0.0,
+                1e9,
+                "end early once the full training loss is below this",
+            ),
+            float(
+                "converge_loss",
+                1e-5,
+                0.0,
+                1e9,
+                "a run counts as converged when its final training loss is below this",
+            ),
+            float(
+                "diverge_factor",
+                1e4,
+                1.0,
+                1e300,
+                "diverged when the training loss exceeds this times its initial value",
+            ),
+        ]
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![
+            MetricSpec::new("train_loss", "train loss").log(),
+            MetricSpec::new("test_loss", "test loss").log(),
+            MetricSpec::new("hessian_trace", "Hessian trace")
+                .reference("two_over_eta")
+                .std_err("hessian_trace_se"),
+            MetricSpec::new("hessian_trace_se", "trace std. error"),
+            MetricSpec::new("gn_trace", "Gauss-Newton trace").reference("two_over_eta"),
+            MetricSpec::new("lambda_max", "top eigenvalue").reference("two_over_eta"),
+            MetricSpec::new("two_over_eta", "2/eta"),
+            MetricSpec::new("param_norm", "parameter norm").unit("path norm or |beta|_1"),
+        ]
+    }
+
+    fn table_metrics(&self) -> Vec<&'static str> {
+        vec![
+            "train_loss",
+            "test_loss",
+            "hessian_trace",
+            "hessian_trace_se",
+            "gn_trace",
+            "lambda_max",
+            "two_over_eta",
+            "param_norm",
+        ]
+    }
+
+    fn total_steps(&self, params: &Params) -> u64 {
+        params.usize("steps") as u64
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
+        let s = Setup::new(ctx.params, ctx.seed);
+        let dev = Cpu::default();
+        let mut sample_rng = StdRng::seed_from_u64(ctx.seed ^ 0x5A3D);
+        let mut probe_rng = StdRng::seed_from_u64(ctx.seed ^ 0x9B0E);
+        let train_all = Batch::from_dataset(&dev, &s.train, None);
+        let test_all = Batch::from_dataset(&dev, &s.test, None);
+        let mut theta = s.theta0.clone();
+        let initial_loss = s.model.loss(&dev, &theta, &train_all);
+        let blowup = s.diverge_factor * initial_loss.max(1e-12);
+        let two_over_eta = 2.0 / s.eta;
+        ctx.log(format!(
+            "{} model, {} params, {} with batch {}, eta {}, initial loss {initial_loss:.4e}",
+            s.model.name(),
+            s.model.num_params(),
+            if s.full_batch { "GD" } else { "SGD" },
+            s.batch,
+            s.eta
+        ));
+
+        let mut order: Vec<usize> = (0..s.train.n).collect();
+        let mut cursor = s.train.n; // reshuffle on first use
+        let mut last: BTreeMap<String, f64>;
+        let mut step: u64 = 0;
+        loop {
+            let at_end = step >= s.steps;
+            if step.is_multiple_of(s.log_every) || at_end {
+                let train_loss = s.model.loss(&dev, &theta, &train_all);
+                if !train_loss.is_finite() || train_loss > blowup {
+                    return Err(RunStop::Diverged {
+                        step,
+                        reason: format!("training loss {train_loss:.3e}"),
+                    });
+                }
+                let converged_early = train_loss < s.stop_loss;
+                let final_point = at_end || converged_early;
+                let probes = if final_point {
+                    s.final_probes
+                } else {
+                    s.probes
+                };
+                let c = measure_curvature(
+                    &dev,
+                    &s.model,
+                    &theta,
+                    &s.train,
+                    EstimatorSettings {
+                        probes,
+                        power_iters: s.power_iters,
+                        fd_step: s.fd_step,
+                    },
+                    &mut probe_rng,
+                );
+                let test_loss = s.model.loss(&dev, &theta, &test_all);
+                let values = [
+                    ("train_loss", train_loss),
+                    ("test_loss", test_loss),
+                    ("hessian_trace", c.trace),
+                    ("hessian_trace_se", c.trace_se),
+                    ("gn_trace", c.gn_trace),
+                    ("lambda_max", c.lambda_max),
+                    ("two_over_eta", two_over_eta),
+                    ("param_norm", s.model.param_norm(&theta)),
+                ];
+                ctx.record(step, &values);
+                last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                if final_point {
+                    if converged_early && !at_end {
+                        ctx.log(format!(
+                            "training loss {train_loss:.2e} below stop_loss at step {step}"
+                        ));
+                    }
+                    break;
+                }
+            }
+            if ctx.stop_requested() {
+                return Err(RunStop::Stopped { step });
+            }
+            // One optimizer step.
+            let batch = if s.full_batch {
+                None
+            } else {
+                if cursor + s.batch > order.len() {
+                    order.shuffle(&mut sample_rng);
+                    cursor = 0;
+                }
+                cursor += s.batch;
+                Some(&order[cursor - s.batch..cursor])
+            };
+            let (loss, grad) = match batch {
+                None => s.model.loss_and_grad(&dev, &theta, &train_all),
+                Some(idx) => {
+                    let b = Batch::from_dataset(&dev, &s.train, Some(idx));
+                    s.model.loss_and_grad(&dev, &theta, &b)
+                }
+            };
+            if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+                return Err(RunStop::Diverged {
+                    step,
+                    reason: format!("non-finite loss or gradient ({loss:.3e})"),
+                });
+            }
+            theta
+                .iter_mut()
+                .zip(&grad)
+                .for_each(|(t, g)| *t -= s.eta * g);
+            step += 1;
+        }
+
+        let converge_loss = ctx.params.f64("converge_loss");
+        last.insert(
+            "converged".into(),
+            if last["train_loss"] < converge_loss {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        last.insert("steps".into(), step as f64);
+        if let Some(dir) = ctx.dir.clone() {
+            write_artifacts(&dir, &s, &theta).map_err(|e| RunStop::Failed(e.to_string()))?;
+        }
+        Ok(RunEnd {
+            steps: step,
+            final_values: last,
+        })
+    }
+
+    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
+        verdict::compute(claim, preset_id, runs)
+    }
+}
+
+/// Final parameters (`params.safetensors`), the data (`data.safetensors`) and the model's formula
+/// (`MODEL.txt`), so that the Hessian can be recomputed with other tools.
+fn write_artifacts(dir: &std::path::Path, s: &Setup, theta: &[f64]) -> std::io::Result<()> {
+    let tensors = match s.model {
+        Model::Relu { dim, width } => vec![
+            NamedTensor::new("W", &[width, dim], theta[..width * dim].to_vec()),
+            NamedTensor::new("a", &[width], theta[width * dim..].to_vec()),
+        ],
+        Model::Diagonal { dim } => vec![
+            NamedTensor::new("u", &[dim], theta[..dim].to_vec()),
+            NamedTensor::new("v", &[dim], theta[dim..].to_vec()),
+            NamedTensor::new("beta", &[dim], s.model.beta(theta)),
+        ],
+    };
+    safetensors::write(&dir.join("params.safetensors"), &tensors)?;
+    let mut data = vec![
+        NamedTensor::new("x_train", &[s.train.n, s.train.dim], s.train.x.clone()),
+        NamedTensor::new("y_train", &[s.train.n], s.train.y.clone()),
+        NamedTensor::new("x_test", &[s.test.n, s.test.dim], s.test.x.clone()),
+        NamedTensor::new("y_test", &[s.test.n], s.test.y.clone()),
+    ];
+    if !s.beta_star.is_empty() {
+        data.push(NamedTensor::new(
+            "beta_star",
+            &[s.beta_star.len()],
+            s.beta_star.clone(),
+        ));
+    }
+    safetensors::write(&dir.join("data.safetensors"), &data)?;
+    let text =
+        format!(
+        "{}\nfiles: params.safetensors (final parameters), data.safetensors (x_train, y_train, \
+         x_test, y_test{}; x is n x d row-major), all F64\n",
+        s.model.formula(),
+        if s.beta_star.is_empty() { "" } else { ", beta_star" }
+    );
+    std::fs::write(dir.join("MODEL.txt"), text)
+}

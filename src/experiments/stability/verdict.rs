@@ -1,0 +1,293 @@
+//! The stability paper's verdict, from the final measurements of a launch's runs.
+//!
+//! (i)   every batch-1 SGD run that converged has tr(H) <= 2/eta within two standard errors
+//!       (larger batches are reported: the linear-stability bound loosens with the batch size);
+//! (ii)  every GD run that converged has lambda_max <= 2/eta (1% tolerance for the estimator);
+//! (iia) some converged GD run has a trace above 2/eta: GD's stability does not bound the trace;
+//! (iii) for each model and SGD batch size, averaged over seeds, the largest eta at which every
+//!       seed converged ends with a smaller trace, a smaller parameter norm and a lower test loss
+//!       than the smallest.
+
+use std::collections::BTreeMap;
+
+use crate::experiments::{FinishedRun, RunStatus};
+use crate::verdict::{Check, Outcome, Verdict};
+
+/// Relative tolerance on lambda_max <= 2/eta (power iteration's error at the edge of stability).
+const LAMBDA_TOL: f64 = 0.01;
+/// Error bars are this many standard errors.
+const SE_MULT: f64 = 2.0;
+
+struct Arm<'a> {
+    run: &'a FinishedRun,
+    model: String,
+    sgd: bool,
+    batch: usize,
+    eta: f64,
+    converged: bool,
+}
+
+impl Arm<'_> {
+    fn v(&self, key: &str) -> f64 {
+        self.run.final_values.get(key).copied().unwrap_or(f64::NAN)
+    }
+    fn label(&self) -> String {
+        format!("{} (seed {})", self.run.arm, self.run.seed)
+    }
+}
+
+fn arms(runs: &[FinishedRun]) -> Vec<Arm<'_>> {
+    runs.iter()
+        .map(|r| {
+            let sgd = r.params.text("optimizer") == "sgd";
+            Arm {
+                run: r,
+                model: r.params.text("model").to_string(),
+                sgd,
+                batch: if sgd {
+                    r.params.usize("batch").min(r.params.usize("n_train"))
+                } else {
+                    r.params.usize("n_train")
+                },
+                eta: r.params.f64("eta"),
+                converged: matches!(r.status, RunStatus::Completed { .. })
+                    && r.final_values.get("converged") == Some(&1.0),
+            }
+        })
+        .collect()
+}
+
+fn not_converged_line(a: &Arm) -> String {
+    match &a.run.status {
+        RunStatus::Completed { .. } => format!(
+            "{}: did not converge (final train loss {:.2e}), left out",
+            a.label(),
+            a.v("train_loss")
+        ),
+        other => format!("{}: {}, left out", a.label(), other.describe()),
+    }
+}
+
+fn decide(any: bool, all_ok: bool) -> Outcome {
+    match (any, all_ok) {
+        (false, _) => Outcome::Inconclusive,
+        (true, true) => Outcome::Holds,
+        (true, false) => Outcome::Fails,
+    }
+}
+
+fn check_sgd_trace(arms: &[Arm]) -> Check {
+    let mut evidence = Vec::new();
+    let mut numbers = BTreeMap::new();
+    let (mut any, mut all_ok) = (false, true);
+    for a in arms.iter().filter(|a| a.sgd) {
+        if !a.converged {
+            evidence.push(not_converged_line(a));
+            continue;
+        }
+        let (tr, se, bound) = (a.v("hessian_trace"), a.v("hessian_trace_se"), 2.0 / a.eta);
+        let ok = tr - SE_MULT * se <= bound;
+        let counted = a.batch == 1;
+        if counted {
+            any = true;
+            all_ok &= ok;
+        }
+        evidence.push(format!(
+            "{}: trace {tr:.3} +- {:.3} (Gauss-Newton {:.3}) {} 2/eta = {bound:.3}{}",
+            a.label(),
+            SE_MULT * se,
+            a.v("gn_trace"),
+            if ok { "<=" } else { ">" },
+            if counted {
+                String::new()
+            } else {
+                format!(
+                    " [batch {}: outside the theorem, whose bound loosens with the batch; \
+                     reported, not counted]",
+                    a.batch
+                )
+            }
+        ));
+        numbers.insert(format!("{}.trace", a.run.arm), tr);
+        numbers.insert(format!("{}.trace_se", a.run.arm), se);
+        numbers.insert(format!("{}.two_over_eta", a.run.arm), bound);
+    }
+    Check {
+        id: "i".into(),
+        statement: "every converged SGD run with batch 1 (the theorem's setting) has \
+                    tr(H) <= 2/eta within its error bar (2 s.e.)"
+            .into(),
+        outcome: decide(any, all_ok),
+        evidence,
+        numbers,
+    }
+}
+
+fn check_gd_lambda(arms: &[Arm]) -> Check {
+    let mut evidence = Vec::new();
+    let mut numbers = BTreeMap::new();
+    let (mut any, mut all_ok) = (false, true);
+    for a in arms.iter().filter(|a| !a.sgd) {
+        if !a.converged {
+            evidence.push(not_converged_line(a));
+            continue;
+        }
+        any = true;
+        let (lam, tr, bound) = (a.v("lambda_max"), a.v("hessian_trace"), 2.0 / a.eta);
+        let ok = lam <= bound * (1.0 + LAMBDA_TOL);
+        all_ok &= ok;
+        evidence.push(format!(
+            "{}: lambda_max {lam:.3} {} 2/eta = {bound:.3}; trace {tr:.3} is {:.2}x 2/eta",
+            a.label(),
+            if ok { "<=" } else { ">" },
+            tr / bound
+        ));
+        numbers.insert(format!("{}.lambda_max", a.run.arm), lam);
+        numbers.insert(format!("{}.trace", a.run.arm), tr);
+        numbers.insert(format!("{}.two_over_eta", a.run.arm), bound);
+    }
+    Check {
+        id: "ii".into(),
+        statement: "every converged GD run has lambda_max <= 2/eta (trace reported against 2/eta)"
+            .into(),
+        outcome: decide(any, all_ok),
+        evidence,
+        numbers,
+    }
+}
+
+fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
+    let mut evidence = Vec::new();
+    let mut numbers = BTreeMap::new();
+    let mut found = false;
+    for a in arms.iter().filter(|a| !a.sgd && a.converged) {
+        let (lam, tr, se, bound) = (
+            a.v("lambda_max"),
+            a.v("hessian_trace"),
+            a.v("hessian_trace_se"),
+            2.0 / a.eta,
+        );
+        let above = tr - SE_MULT * se > bound && lam <= bound * (1.0 + LAMBDA_TOL);
+        found |= above;
+        evidence.push(format!(
+            "{}: trace {tr:.3} {} 2/eta = {bound:.3} with lambda_max {lam:.3}",
+            a.label(),
+            if above { ">" } else { "not above" }
+        ));
+        numbers.insert(format!("{}.trace_over_bound", a.run.arm), tr / bound);
+    }
+    Check {
+        id: "iia".into(),
+        statement: "GD's stability does not bound the trace: some converged GD run has \
+                    tr(H) > 2/eta while lambda_max <= 2/eta"
+            .into(),
+        outcome: if found {
+            Outcome::Holds
+        } else {
+            Outcome::Inconclusive
+        },
+        evidence,
+        numbers,
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn check_eta_ordering(arms: &[Arm]) -> Check {
+    let mut evidence = Vec::new();
+    let mut numbers = BTreeMap::new();
+    let (mut any, mut all_ok) = (false, true);
+    // (model, batch) -> eta (as bits, sortable) -> runs of every seed.
+    let mut groups: BTreeMap<(String, usize), BTreeMap<u64, Vec<&Arm>>> = BTreeMap::new();
+    for a in arms.iter().filter(|a| a.sgd) {
+        groups
+            .entry((a.model.clone(), a.batch))
+            .or_default()
+            .entry(a.eta.to_bits())
+            .or_default()
+            .push(a);
+    }
+    for ((model, batch), by_eta) in groups {
+        // Learning rates at which every seed converged, in increasing order.
+        let mut etas: Vec<(f64, Vec<&Arm>)> = by_eta
+            .into_values()
+            .filter(|runs| runs.iter().all(|a| a.converged))
+            .map(|runs| (runs[0].eta, runs))
+            .collect();
+        etas.sort_by(|x, y| x.0.total_cmp(&y.0));
+        if etas.len() < 2 {
+            evidence.push(format!(
+                "{model}, batch {batch}: fewer than two learning rates at which every seed \
+                 converged"
+            ));
+            continue;
+        }
+        any = true;
+        let seeds = etas[0].1.len();
+        let (lo, hi) = (&etas[0].1, &etas[etas.len() - 1].1);
+        let mut parts = Vec::new();
+        for (key, word) in [
+            ("hessian_trace", "trace"),
+            ("param_norm", "norm"),
+            ("test_loss", "test loss"),
+        ] {
+            let means: Vec<f64> = etas
+                .iter()
+                .map(|(_, runs)| mean(&runs.iter().map(|a| a.v(key)).collect::<Vec<_>>()))
+                .collect();
+            let (a, b) = (means[0], means[means.len() - 1]);
+            let ok = b < a;
+            all_ok &= ok;
+            // Seeds in which the largest eta beats the smallest on its own.
+            let agree = lo
+                .iter()
+                .filter(|x| {
+                    hi.iter()
+                        .find(|y| y.run.seed == x.run.seed)
+                        .is_some_and(|y| y.v(key) < x.v(key))
+                })
+                .count();
+            let series: Vec<String> = means.iter().map(|m| format!("{m:.4}")).collect();
+            parts.push(format!(
+                "{word} {} [{}] (in {agree} of {} seeds)",
+                if ok { "falls" } else { "does not fall" },
+                series.join(" -> "),
+                lo.len()
+            ));
+            numbers.insert(format!("{model}.b{batch}.{key}.small_eta"), a);
+            numbers.insert(format!("{model}.b{batch}.{key}.large_eta"), b);
+        }
+        let eta_list: Vec<String> = etas.iter().map(|(e, _)| format!("{e}")).collect();
+        evidence.push(format!(
+            "{model}, batch {batch}, eta [{}], mean of {seeds} seed(s): {}",
+            eta_list.join(", "),
+            parts.join("; ")
+        ));
+    }
+    Check {
+        id: "iii".into(),
+        statement: "SGD with the largest eta ends with a smaller trace, smaller parameter norm \
+                    and lower test loss than with the smallest eta (means over seeds, per model \
+                    and batch size, over the learning rates at which every seed converged)"
+            .into(),
+        outcome: decide(any, all_ok),
+        evidence,
+        numbers,
+    }
+}
+
+pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
+    let arms = arms(runs);
+    Verdict {
+        preset: preset_id.to_string(),
+        claim: claim.to_string(),
+        checks: vec![
+            check_sgd_trace(&arms),
+            check_gd_lambda(&arms),
+            check_gd_trace_unbounded(&arms),
+            check_eta_ordering(&arms),
+        ],
+    }
+}

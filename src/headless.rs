@@ -1,0 +1,133 @@
+//! The headless runner: launches a preset, prints progress lines as metrics arrive (at most one
+//! per run per second), then the table of runs and the verdict.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::engine::{EngineEvent, LaunchRequest, RunManager};
+use crate::experiments::{self, RunStatus};
+use crate::presets::Preset;
+use crate::report::{fmt_num, runs_table, verdict_text, RunRow};
+use crate::verdict::Verdict;
+
+/// What a headless launch ended with.
+pub struct HeadlessOutcome {
+    pub verdict: Verdict,
+    pub statuses: Vec<(String, u64, RunStatus)>,
+    pub launch_dir: std::path::PathBuf,
+}
+
+/// Runs `preset` to the end, writing progress and the final report to `out`.
+/// Errors (bad arms or parameters, an unwritable runs folder) are one line.
+pub async fn run(
+    manager: Arc<RunManager>,
+    events: &mut UnboundedReceiver<EngineEvent>,
+    preset: &Preset,
+    req: &LaunchRequest,
+    out: &mut (dyn Write + Send),
+) -> Result<HeadlessOutcome, String> {
+    let exp = experiments::find(&preset.experiment)
+        .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
+    let launch = manager.launch(preset, req)?;
+    let _ = writeln!(
+        out,
+        "reglab: {} ({} runs) -> {}",
+        preset.id,
+        launch.runs.len(),
+        launch.dir.display()
+    );
+    let info: HashMap<u64, _> = launch.runs.iter().map(|r| (r.id, r.clone())).collect();
+    let label = |id: u64| {
+        info.get(&id)
+            .map(|r| format!("{} s{}", r.arm, r.seed))
+            .unwrap_or_else(|| format!("run {id}"))
+    };
+    let mut last_print: HashMap<u64, Instant> = HashMap::new();
+    let mut ended: HashMap<u64, (RunStatus, std::collections::BTreeMap<String, f64>)> =
+        HashMap::new();
+    let table = exp.table_metrics();
+    let verdict = loop {
+        let Some(ev) = events.recv().await else {
+            return Err("the engine stopped unexpectedly".into());
+        };
+        match ev {
+            EngineEvent::Started { run } => {
+                let _ = writeln!(out, "[{}] started", label(run));
+            }
+            EngineEvent::Metrics { run, point } => {
+                let due = last_print
+                    .get(&run)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                if due {
+                    last_print.insert(run, Instant::now());
+                    let total = info.get(&run).map(|r| r.total_steps).unwrap_or(0);
+                    let vals: Vec<String> = table
+                        .iter()
+                        .take(4)
+                        .filter_map(|k| {
+                            point
+                                .metrics
+                                .get(*k)
+                                .map(|v| format!("{k}={}", fmt_num(*v)))
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "[{}] step {}/{} {}",
+                        label(run),
+                        point.step,
+                        total,
+                        vals.join(" ")
+                    );
+                }
+            }
+            EngineEvent::Log { run, line } => {
+                let _ = writeln!(out, "[{}] {line}", label(run));
+            }
+            EngineEvent::Ended {
+                run,
+                status,
+                final_values,
+            } => {
+                let _ = writeln!(out, "[{}] {}", label(run), status.describe());
+                ended.insert(run, (status, final_values));
+            }
+            EngineEvent::LaunchEnded { launch: l, verdict } if l == launch.id => break verdict,
+            EngineEvent::LaunchEnded { .. } => {}
+        }
+        let _ = out.flush();
+    };
+    let rows: Vec<RunRow> = launch
+        .runs
+        .iter()
+        .filter_map(|r| {
+            ended.get(&r.id).map(|(s, f)| RunRow {
+                arm: &r.arm,
+                seed: r.seed,
+                status: s,
+                final_values: f,
+            })
+        })
+        .collect();
+    let _ = writeln!(out, "\n{}", runs_table(&rows, &table));
+    let _ = writeln!(out, "{}", verdict_text(&verdict));
+    let _ = writeln!(out, "runs written to {}", launch.dir.display());
+    let statuses = launch
+        .runs
+        .iter()
+        .filter_map(|r| {
+            ended
+                .get(&r.id)
+                .map(|(s, _)| (r.arm.clone(), r.seed, s.clone()))
+        })
+        .collect();
+    Ok(HeadlessOutcome {
+        verdict,
+        statuses,
+        launch_dir: launch.dir,
+    })
+}

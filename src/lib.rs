@@ -1,0 +1,16 @@
+//! reglab: a terminal lab workbench for regularization and training-dynamics papers.
+//!
+//! The engine (experiments, metrics, run manager, run store) never touches the terminal; the
+//! headless runner and the terminal UI consume its events.
+
+pub mod bench;
+pub mod cli;
+pub mod engine;
+pub mod experiments;
+pub mod headless;
+pub mod metrics;
+pub mod params;
+pub mod presets;
+pub mod report;
+pub mod safetensors;
+pub mod verdict;

@@ -1,0 +1,230 @@
+//! The `reglab` binary: parse the command line, then run headless or list/show stored runs.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use reglab::cli::{self, Command};
+use reglab::engine::{store, LaunchRequest, RunManager, RunStore};
+use reglab::presets::{self, Preset};
+use reglab::report::{fmt_num, runs_table, verdict_text, RunRow};
+use reglab::{bench, experiments, headless};
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("reglab: {msg}");
+    ExitCode::from(2)
+}
+
+fn print_presets(presets: &[Preset]) {
+    for (i, p) in presets.iter().enumerate() {
+        println!(
+            "{:>2}. {:<16} {} ({} {}, {} arms)",
+            i + 1,
+            p.id,
+            p.title,
+            p.paper.authors.first().map(String::as_str).unwrap_or(""),
+            p.paper.year,
+            p.arms.len()
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match &cli.command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("reglab {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let presets = match presets::load_all(&cli.presets_dirs) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let store = RunStore::new(&cli.runs_dir);
+    match cli.command {
+        Command::Home => {
+            println!("reglab {}: presets\n", env!("CARGO_PKG_VERSION"));
+            print_presets(&presets);
+            println!(
+                "\nrun one headless:  reglab run <preset-id>   (e.g. reglab run {})",
+                presets
+                    .first()
+                    .map(|p| p.id.as_str())
+                    .unwrap_or("sgd-stability")
+            );
+            println!("more:              reglab --help");
+            if std::io::stdout().is_terminal() {
+                println!(
+                    "\nThe terminal workbench (live charts, keyboard launch) is not built yet."
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::List => {
+            print_presets(&presets);
+            ExitCode::SUCCESS
+        }
+        Command::Runs => {
+            let runs = store.list();
+            if runs.is_empty() {
+                println!("no runs under {}", store.root.display());
+            }
+            for r in runs {
+                let status = r
+                    .summary
+                    .as_ref()
+                    .map(|s| s.status.describe())
+                    .unwrap_or_else(|| "running or interrupted".into());
+                println!("{}  {}", r.dir.display(), status);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Show { dir } => show(&dir),
+        Command::Help | Command::Version => ExitCode::SUCCESS,
+        Command::Bench { quick } => {
+            print!("{}", bench::report(quick));
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            preset,
+            arms,
+            overrides,
+            seeds,
+        } => {
+            let Some(preset) = presets.iter().find(|p| p.id == preset) else {
+                let ids: Vec<&str> = presets.iter().map(|p| p.id.as_str()).collect();
+                return fail(format!(
+                    "no preset `{preset}` (presets: {})",
+                    ids.join(", ")
+                ));
+            };
+            let req = LaunchRequest {
+                arms,
+                seeds,
+                overrides,
+            };
+            if let Err(e) = reglab::engine::manager::resolve(preset, &req) {
+                return fail(e);
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            let (manager, mut events) = RunManager::new(store, cli.jobs, rt.handle().clone());
+            let manager = Arc::new(manager);
+            rt.block_on(async {
+                spawn_signal_handlers(manager.clone());
+                let mut out = std::io::stdout();
+                match headless::run(manager, &mut events, preset, &req, &mut out).await {
+                    Ok(_) => {
+                        let _ = out.flush();
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            })
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM stop every run (each keeps the metrics written so far; a second one exits
+/// at once). SIGHUP, a dropped SSH session, is ignored: the runs go on to completion.
+fn spawn_signal_handlers(manager: Arc<RunManager>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let kinds = [SignalKind::interrupt(), SignalKind::terminate()];
+        for kind in kinds {
+            let m = manager.clone();
+            if let Ok(mut s) = signal(kind) {
+                tokio::spawn(async move {
+                    s.recv().await;
+                    eprintln!(
+                        "reglab: stopping every run (metrics so far are kept); again to quit now"
+                    );
+                    m.stop_all();
+                    s.recv().await;
+                    std::process::exit(130);
+                });
+            }
+        }
+        if let Ok(mut s) = signal(SignalKind::hangup()) {
+            tokio::spawn(async move { while s.recv().await.is_some() {} });
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let m = manager;
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            m.stop_all();
+        });
+    }
+}
+
+fn show(dir: &std::path::Path) -> ExitCode {
+    let run = match store::open_run(dir) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let c = &run.config;
+    println!(
+        "{}: preset {}, arm {}, seed {}",
+        dir.display(),
+        c.preset,
+        c.arm,
+        c.seed
+    );
+    let params: Vec<String> = c.params.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("params: {}", params.join(" "));
+    match store::read_metrics(&dir.join("metrics.jsonl")) {
+        Ok(log) => println!(
+            "metrics.jsonl: {} points{}",
+            log.points.len(),
+            if log.truncated_tail {
+                " (truncated last line skipped)"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => println!("metrics.jsonl: {e}"),
+    }
+    let Some(s) = &run.summary else {
+        println!("no summary.json: the run is still going or was interrupted");
+        return ExitCode::SUCCESS;
+    };
+    let columns: Vec<&str> = experiments::find(&c.experiment)
+        .map(|e| e.table_metrics())
+        .unwrap_or_else(|| s.final_values.keys().map(String::as_str).collect());
+    println!(
+        "\n{}",
+        runs_table(
+            &[RunRow {
+                arm: &c.arm,
+                seed: c.seed,
+                status: &s.status,
+                final_values: &s.final_values,
+            }],
+            &columns
+        )
+    );
+    println!("wall time {} s", fmt_num(s.wall_s));
+    if let Some(v) = &s.verdict {
+        println!("\nverdict of its launch:\n{}", verdict_text(v));
+    }
+    ExitCode::SUCCESS
+}

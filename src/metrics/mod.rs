@@ -1,0 +1,53 @@
+//! Metrics: display metadata for the named time series a run emits, and the estimators that
+//! compute them (Hessian trace and top eigenvalue, Gauss-Newton trace).
+
+pub mod hessian;
+pub mod linalg;
+
+use serde::Serialize;
+
+/// A named series an experiment emits, with the hints a chart needs.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricSpec {
+    /// Key in `metrics.jsonl`, e.g. `hessian_trace`.
+    pub name: &'static str,
+    /// Human label, e.g. "Hessian trace".
+    pub label: &'static str,
+    /// Unit or short description of the scale ("" when none).
+    pub unit: &'static str,
+    /// Draw on a log scale by default.
+    pub log_scale: bool,
+    /// Another metric drawn as a reference line on this one's chart (e.g. `two_over_eta`).
+    pub reference: Option<&'static str>,
+    /// A metric holding this one's standard error, for error bars.
+    pub std_err: Option<&'static str>,
+}
+
+impl MetricSpec {
+    pub const fn new(name: &'static str, label: &'static str) -> MetricSpec {
+        MetricSpec {
+            name,
+            label,
+            unit: "",
+            log_scale: false,
+            reference: None,
+            std_err: None,
+        }
+    }
+    pub const fn log(mut self) -> MetricSpec {
+        self.log_scale = true;
+        self
+    }
+    pub const fn unit(mut self, unit: &'static str) -> MetricSpec {
+        self.unit = unit;
+        self
+    }
+    pub const fn reference(mut self, other: &'static str) -> MetricSpec {
+        self.reference = Some(other);
+        self
+    }
+    pub const fn std_err(mut self, other: &'static str) -> MetricSpec {
+        self.std_err = Some(other);
+        self
+    }
+}

@@ -1,0 +1,188 @@
+//! The second-order estimators against references with known answers: an analytic
+//! Hessian-vector product of the diagonal linear network, a tiny ReLU network whose full Hessian
+//! is built column by column, and the Gauss-Newton trace at an interpolating point.
+
+use dfdx::prelude::Cpu;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use reglab::experiments::stability::data::Dataset;
+use reglab::experiments::stability::models::{Batch, Model};
+use reglab::metrics::hessian::{fd_hvp, gauss_newton_trace, hutchinson_trace, power_iteration};
+use reglab::metrics::linalg::{dense_from_operator, mat_vec, symmetric_eigenvalues};
+
+fn gaussian(n: usize, rng: &mut StdRng) -> Vec<f64> {
+    (0..n).map(|_| StandardNormal.sample(rng)).collect()
+}
+
+fn random_data(n: usize, dim: usize, rng: &mut StdRng) -> Dataset {
+    Dataset {
+        x: gaussian(n * dim, rng),
+        y: gaussian(n, rng),
+        n,
+        dim,
+    }
+}
+
+/// The analytic Hessian of L = 1/(2n) sum_i (x_i . (u*u - v*v) - y_i)^2 with respect to [u, v]:
+/// H = 1/n sum_i (g_i g_i^T + r_i D_i), g_i = [2u*x_i, -2v*x_i], D_i = diag(2x_i, -2x_i).
+fn diagonal_hessian(theta: &[f64], data: &Dataset) -> Vec<f64> {
+    let d = data.dim;
+    let p = 2 * d;
+    let mut h = vec![0.0; p * p];
+    for i in 0..data.n {
+        let x = &data.x[i * d..(i + 1) * d];
+        let f: f64 = (0..d)
+            .map(|j| x[j] * (theta[j].powi(2) - theta[d + j].powi(2)))
+            .sum();
+        let r = f - data.y[i];
+        let g: Vec<f64> = (0..p)
+            .map(|k| {
+                if k < d {
+                    2.0 * theta[k] * x[k]
+                } else {
+                    -2.0 * theta[k] * x[k - d]
+                }
+            })
+            .collect();
+        for a in 0..p {
+            for b in 0..p {
+                h[a * p + b] += g[a] * g[b] / data.n as f64;
+            }
+            let diag = if a < d { 2.0 * x[a] } else { -2.0 * x[a - d] };
+            h[a * p + a] += r * diag / data.n as f64;
+        }
+    }
+    h
+}
+
+#[test]
+fn fd_hvp_matches_analytic_hessian_of_diagonal_network() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let dev = Cpu::default();
+    let data = random_data(7, 5, &mut rng);
+    let model = Model::Diagonal { dim: 5 };
+    let theta = gaussian(10, &mut rng);
+    let batch = Batch::from_dataset(&dev, &data, None);
+    let h = diagonal_hessian(&theta, &data);
+    let mut grad = |t: &[f64]| model.loss_and_grad(&dev, t, &batch).1;
+    for _ in 0..3 {
+        let v = gaussian(10, &mut rng);
+        let exact = mat_vec(&h, &v);
+        // Central differences err by O(step^2) on this quartic loss.
+        for (step, tol) in [(1e-2, 1e-4), (1e-4, 1e-7)] {
+            let approx = fd_hvp(&mut grad, &theta, &v, step);
+            let scale = exact.iter().map(|x| x.abs()).fold(1.0, f64::max);
+            for (a, e) in approx.iter().zip(&exact) {
+                assert!(
+                    (a - e).abs() < tol * scale,
+                    "step {step}: {a} vs {e} (scale {scale})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dfdx_gradient_matches_analytic_gradient() {
+    // grad L = 1/n sum_i r_i g_i for the diagonal network.
+    let mut rng = StdRng::seed_from_u64(12);
+    let dev = Cpu::default();
+    let data = random_data(6, 4, &mut rng);
+    let model = Model::Diagonal { dim: 4 };
+    let theta = gaussian(8, &mut rng);
+    let batch = Batch::from_dataset(&dev, &data, None);
+    let (loss, g) = model.loss_and_grad(&dev, &theta, &batch);
+    let mut exact = vec![0.0; 8];
+    let mut exact_loss = 0.0;
+    for i in 0..6 {
+        let x = &data.x[i * 4..(i + 1) * 4];
+        let f: f64 = (0..4)
+            .map(|j| x[j] * (theta[j].powi(2) - theta[4 + j].powi(2)))
+            .sum();
+        let r = f - data.y[i];
+        exact_loss += r * r / 12.0;
+        for j in 0..4 {
+            exact[j] += r * 2.0 * theta[j] * x[j] / 6.0;
+            exact[4 + j] -= r * 2.0 * theta[4 + j] * x[j] / 6.0;
+        }
+    }
+    assert!((loss - exact_loss).abs() < 1e-12);
+    for (a, b) in g.iter().zip(&exact) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn estimators_match_a_tiny_relu_network_hessian_built_column_by_column() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let dev = Cpu::default();
+    let data = random_data(5, 3, &mut rng);
+    let model = Model::Relu { dim: 3, width: 4 }; // 16 parameters
+    let theta = gaussian(model.num_params(), &mut rng);
+    let batch = Batch::from_dataset(&dev, &data, None);
+    let mut grad = |t: &[f64]| model.loss_and_grad(&dev, t, &batch).1;
+    let p = model.num_params();
+    let dense = dense_from_operator(&mut |e: &[f64]| fd_hvp(&mut grad, &theta, e, 1e-4), p);
+    let exact_trace: f64 = (0..p).map(|i| dense[i * p + i]).sum();
+    let eig = symmetric_eigenvalues(&dense, p);
+    assert!((eig.iter().sum::<f64>() - exact_trace).abs() < 1e-8);
+
+    let mut hvp = |v: &[f64]| fd_hvp(&mut grad, &theta, v, 1e-4);
+    let tr = hutchinson_trace(&mut hvp, p, 3000, &mut rng);
+    assert!(
+        (tr.value - exact_trace).abs() < 4.0 * tr.std_err + 1e-6,
+        "Hutchinson {tr:?} vs exact {exact_trace}"
+    );
+
+    let top = eig
+        .iter()
+        .copied()
+        .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+        .unwrap();
+    let lam = power_iteration(&mut hvp, p, 2000, 1e-12, &mut rng);
+    assert!(
+        (lam.value - top).abs() < 1e-4 * top.abs().max(1.0),
+        "power iteration {lam:?} vs {top} (spectrum {eig:?})"
+    );
+}
+
+#[test]
+fn gauss_newton_trace_equals_hessian_trace_at_an_interpolating_point() {
+    // Choose theta, then set y = f(x; theta): every residual is zero, so H = G exactly.
+    let mut rng = StdRng::seed_from_u64(14);
+    let dev = Cpu::default();
+    for model in [Model::Diagonal { dim: 6 }, Model::Relu { dim: 3, width: 5 }] {
+        let mut data = random_data(8, model_dim(&model), &mut rng);
+        let theta = gaussian(model.num_params(), &mut rng);
+        let all = Batch::from_dataset(&dev, &data, None);
+        data.y = model.predict(&dev, &theta, &all);
+        let batch = Batch::from_dataset(&dev, &data, None);
+        assert!(model.loss(&dev, &theta, &batch) < 1e-28);
+
+        let gn = gauss_newton_trace((0..data.n).map(|i| {
+            let one = Batch::from_dataset(&dev, &data, Some(&[i]));
+            model.output_grad(&dev, &theta, &one)
+        }));
+        let p = model.num_params();
+        let mut grad = |t: &[f64]| model.loss_and_grad(&dev, t, &batch).1;
+        let dense = dense_from_operator(&mut |e: &[f64]| fd_hvp(&mut grad, &theta, e, 1e-4), p);
+        let trace: f64 = (0..p).map(|i| dense[i * p + i]).sum();
+        assert!(
+            (gn - trace).abs() < 1e-5 * trace.abs().max(1.0),
+            "{model:?}: Gauss-Newton {gn} vs Hessian {trace}"
+        );
+        if let Model::Diagonal { .. } = model {
+            let exact = diagonal_hessian(&theta, &data);
+            let exact_trace: f64 = (0..p).map(|i| exact[i * p + i]).sum();
+            assert!((gn - exact_trace).abs() < 1e-9 * exact_trace.abs().max(1.0));
+        }
+    }
+}
+
+fn model_dim(m: &Model) -> usize {
+    match *m {
+        Model::Relu { dim, .. } | Model::Diagonal { dim } => dim,
+    }
+}
