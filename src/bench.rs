@@ -1,8 +1,164 @@
-//! Speed figures (printed, never asserted): training steps per second per arm, the cost of one
-//! Hutchinson estimate in gradient evaluations per probe, and the run manager's overhead per
-//! metric point.
+//! Speed figures (printed, never asserted): training steps per second for each arm of
+//! `sgd-stability`, the cost of one Hutchinson estimate in gradient evaluations per probe, and the
+//! run manager's overhead per metric point. `reglab bench` and `cargo bench` print the same.
 
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use dfdx::prelude::Cpu;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::experiments::stability::data;
+use crate::experiments::stability::models::{Batch, Model};
+use crate::experiments::{self, MemorySink, RunContext};
+use crate::metrics::hessian::{fd_hvp, hutchinson_trace};
+use crate::params::{Override, Params};
+use crate::presets;
+
+fn set(k: &str, v: impl ToString) -> Override {
+    Override {
+        key: k.into(),
+        value: v.to_string(),
+    }
+}
+
+/// Wall seconds of one run of `params` with measurements only at the start and the end.
+fn run_seconds(params: &Params, seed: u64) -> Result<f64, String> {
+    let exp = experiments::find("sgd-stability").ok_or("no sgd-stability experiment")?;
+    let stop = AtomicBool::new(false);
+    let mut sink = MemorySink::default();
+    let mut ctx = RunContext::new(params, seed, None, &mut sink, &stop);
+    let t = Instant::now();
+    let r = exp.run(&mut ctx);
+    if r.is_err() {
+        return Err(crate::experiments::RunStatus::from_result(&r).describe());
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Training steps per second of every arm: the difference of runs of S and 2S steps, so the two
+/// measurements (and set-up) cancel out.
+fn steps_per_second(quick: bool, out: &mut String) {
+    let steps = if quick { 2_000 } else { 20_000 };
+    let Some(preset) = presets::load_all(&[])
+        .ok()
+        .and_then(|p| p.into_iter().find(|p| p.id == "sgd-stability"))
+    else {
+        out.push_str("sgd-stability preset not found\n");
+        return;
+    };
+    let exp = experiments::find("sgd-stability").unwrap();
+    let specs = exp.params();
+    let _ = writeln!(
+        out,
+        "training steps per second, sgd-stability arms ({steps} vs {} steps, seed 0, one thread):",
+        2 * steps
+    );
+    let _ = writeln!(out, "  {:<22} {:>12} {:>14}", "arm", "steps/s", "us/step");
+    for arm in &preset.arms {
+        let timed = |n: usize| -> Result<f64, String> {
+            let mut p = arm.params.clone();
+            p.apply_overrides(
+                &specs,
+                &[
+                    set("steps", n),
+                    set("log_every", n),
+                    set("stop_loss", 0),
+                    set("final_probes", 4),
+                    set("power_iters", 2),
+                ],
+            )?;
+            run_seconds(&p, 0)
+        };
+        match (timed(steps), timed(2 * steps)) {
+            (Ok(a), Ok(b)) if b > a => {
+                let per_step = (b - a) / steps as f64;
+                let _ = writeln!(
+                    out,
+                    "  {:<22} {:>12.0} {:>14.2}",
+                    arm.name,
+                    1.0 / per_step,
+                    per_step * 1e6
+                );
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = writeln!(out, "  {:<22} {:>12} ({e})", arm.name, "-");
+            }
+            _ => {
+                let _ = writeln!(out, "  {:<22} {:>12} (too fast to time)", arm.name, "-");
+            }
+        }
+    }
+}
+
+/// Gradient evaluations and time per Hutchinson probe on the preset's two models.
+fn hutchinson_cost(quick: bool, out: &mut String) {
+    let probes = if quick { 50 } else { 500 };
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(0);
+    out.push_str("\nHutchinson trace estimate (central-difference HVPs of dfdx gradients, f64):\n");
+    let cases = [
+        ("relu d=5 m=20, n=16", Model::Relu { dim: 5, width: 20 }, 16),
+        ("diagonal d=40, n=20", Model::Diagonal { dim: 40 }, 20),
+    ];
+    for (name, model, n) in cases {
+        let dim = match model {
+            Model::Relu { dim, .. } | Model::Diagonal { dim } => dim,
+        };
+        let (train, _) = data::relu_teacher(dim, 2, n, 1, &mut rng);
+        let batch = Batch::from_dataset(&dev, &train, None);
+        let theta: Vec<f64> = (0..model.num_params())
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.1)
+            .collect();
+        let t0 = Instant::now();
+        let _ = model.loss_and_grad(&dev, &theta, &batch);
+        let grad_s = t0.elapsed().as_secs_f64();
+        let mut evals = 0usize;
+        let mut grad = |t: &[f64]| {
+            evals += 1;
+            model.loss_and_grad(&dev, t, &batch).1
+        };
+        let t = Instant::now();
+        let mut hvp = |v: &[f64]| fd_hvp(&mut grad, &theta, v, 1e-2);
+        let est = hutchinson_trace(&mut hvp, model.num_params(), probes, &mut rng);
+        let secs = t.elapsed().as_secs_f64();
+        let _ = writeln!(
+            out,
+            "  {name}: {:.2} gradient evaluations per probe (floor 2), {:.1} us per probe, \
+             one full-batch gradient {:.1} us; trace {:.3} +- {:.3} from {probes} probes",
+            evals as f64 / probes as f64,
+            secs / probes as f64 * 1e6,
+            grad_s * 1e6,
+            est.value,
+            est.std_err
+        );
+    }
+}
+
+fn manager_overhead(quick: bool, out: &mut String) {
+    let points = if quick { 2_000 } else { 20_000 };
+    let dir = std::env::temp_dir().join(format!("reglab-bench-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        out.push_str("\nrun manager overhead: cannot create a temporary folder\n");
+        return;
+    }
+    let per = crate::engine::manager::record_cost_per_point(&dir, points, 8);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = writeln!(
+        out,
+        "\nrun manager overhead per metric point (8 metrics: append + flush a JSON line, send the \
+         event): {:.1} us ({points} points)",
+        per * 1e6
+    );
+}
+
+/// The whole report.
 pub fn report(quick: bool) -> String {
-    let _ = quick;
-    String::from("bench: not built yet\n")
+    let mut out = String::new();
+    steps_per_second(quick, &mut out);
+    hutchinson_cost(quick, &mut out);
+    manager_overhead(quick, &mut out);
+    out
 }

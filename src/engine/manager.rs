@@ -239,7 +239,18 @@ impl RunManager {
         self.runtime.spawn(async move {
             let permit = limit.acquire_owned().await.ok();
             let (status, final_values) = if stop.load(Ordering::Relaxed) {
-                (RunStatus::Stopped { step: 0 }, BTreeMap::new())
+                // Stopped while queued: it never trained, but its folder says so.
+                let status = RunStatus::Stopped { step: 0 };
+                let _ = store::write_summary(
+                    &info.dir,
+                    &RunSummary {
+                        status: status.clone(),
+                        final_values: BTreeMap::new(),
+                        wall_s: 0.0,
+                        verdict: None,
+                    },
+                );
+                (status, BTreeMap::new())
             } else {
                 let _ = events.send(EngineEvent::Started { run: info.id });
                 let (i, ev, st) = (info.clone(), events.clone(), stop.clone());
@@ -374,4 +385,28 @@ fn train(
         sink.log(format!("cannot write summary.json: {e}"));
     }
     (status, final_values)
+}
+
+/// Seconds per metric point spent by the engine's recording path (append and flush one line of
+/// `metrics.jsonl`, build and send the event) for points of `width` metrics, measured over
+/// `points` points written into `dir`. For benchmarks.
+pub fn record_cost_per_point(dir: &std::path::Path, points: usize, width: usize) -> f64 {
+    const NAMES: [&str; 8] = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"];
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut sink = EngineSink {
+        run: 0,
+        writer: MetricsWriter::create(&dir.join("metrics.jsonl")).ok(),
+        write_error: None,
+        events: tx,
+        started: Instant::now(),
+    };
+    let values: Vec<(&'static str, f64)> = (0..width.min(8))
+        .map(|i| (NAMES[i], i as f64 * 0.1))
+        .collect();
+    let t = Instant::now();
+    for step in 0..points {
+        sink.record(step as u64, &values);
+        while rx.try_recv().is_ok() {}
+    }
+    t.elapsed().as_secs_f64() / points.max(1) as f64
 }
