@@ -146,6 +146,12 @@ pub struct Override {
 }
 
 impl Override {
+    /// ```
+    /// use reglab::params::Override;
+    /// let o = Override::parse("eta=0.1").unwrap();
+    /// assert_eq!((o.key.as_str(), o.value.as_str()), ("eta", "0.1"));
+    /// assert!(Override::parse("eta").is_err());
+    /// ```
     pub fn parse(text: &str) -> Result<Override, String> {
         match text.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => Ok(Override {

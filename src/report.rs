@@ -15,6 +15,13 @@ pub struct RunRow<'a> {
 }
 
 /// Formats a number compactly for tables.
+///
+/// ```
+/// use reglab::report::fmt_num;
+/// assert_eq!(fmt_num(0.5), "0.5000");
+/// assert_eq!(fmt_num(2.5e-7), "2.50e-7");
+/// assert_eq!(fmt_num(f64::NAN), "-");
+/// ```
 pub fn fmt_num(x: f64) -> String {
     if x.is_nan() {
         "-".into()
