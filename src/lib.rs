@@ -13,4 +13,5 @@ pub mod params;
 pub mod presets;
 pub mod report;
 pub mod safetensors;
+pub mod tui;
 pub mod verdict;

@@ -53,6 +53,10 @@ fn main() -> ExitCode {
     let store = RunStore::new(&cli.runs_dir);
     match cli.command {
         Command::Home => {
+            if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+                return workbench(presets, store, cli.jobs);
+            }
+            // Not a terminal: the headless listing.
             println!("reglab {}: presets\n", env!("CARGO_PKG_VERSION"));
             print_presets(&presets);
             println!(
@@ -63,11 +67,6 @@ fn main() -> ExitCode {
                     .unwrap_or("sgd-stability")
             );
             println!("more:              reglab --help");
-            if std::io::stdout().is_terminal() {
-                println!(
-                    "\nThe terminal workbench (live charts, keyboard launch) is not built yet."
-                );
-            }
             ExitCode::SUCCESS
         }
         Command::List => {
@@ -138,6 +137,24 @@ fn main() -> ExitCode {
                 }
             })
         }
+    }
+}
+
+/// The terminal workbench.
+fn workbench(presets: Vec<Preset>, store: RunStore, jobs: usize) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let (manager, events) = RunManager::new(store.clone(), jobs, rt.handle().clone());
+    let app = reglab::tui::app::App::new(presets, store);
+    match reglab::tui::run(app, Arc::new(manager), events, &rt) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(format!("terminal error: {e}")),
     }
 }
 

@@ -1,0 +1,727 @@
+//! The workbench's state and what each key does to it. Drawing lives in `view/`; side effects on
+//! the engine (launch, stop) are returned as [`Action`]s for the loop to carry out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::engine::manager::{EngineEvent, LaunchId};
+use crate::engine::store::{self, RunStore};
+use crate::engine::{RunId, RunInfo};
+use crate::experiments::{self};
+use crate::metrics::MetricSpec;
+use crate::params::{find_spec, Override};
+use crate::presets::Preset;
+use crate::verdict::Verdict;
+
+use super::runs::{scan_store, Origin, Phase, RunView};
+
+/// The panels Tab cycles through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Panel {
+    Presets,
+    Dashboard,
+    Runs,
+    Verdict,
+}
+
+impl Panel {
+    pub const ALL: [Panel; 4] = [
+        Panel::Presets,
+        Panel::Dashboard,
+        Panel::Runs,
+        Panel::Verdict,
+    ];
+    pub fn title(self) -> &'static str {
+        match self {
+            Panel::Presets => "Presets",
+            Panel::Dashboard => "Dashboard",
+            Panel::Runs => "Runs",
+            Panel::Verdict => "Verdict",
+        }
+    }
+}
+
+/// How to leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuitMode {
+    /// Nothing is running.
+    Now,
+    /// Stop every run (metrics written so far are kept), then quit.
+    StopRuns,
+    /// Leave the terminal; runs go on headless until they finish.
+    KeepRunning,
+}
+
+/// What the loop should do for the app.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Launch {
+        preset: usize,
+        arms: Vec<String>,
+        overrides: Vec<Override>,
+        seeds: Vec<u64>,
+    },
+    Stop(RunId),
+    StopAll,
+    Quit(QuitMode),
+}
+
+/// A text field of the parameter editor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub text: String,
+    pub original: String,
+}
+
+/// Popups over the panels.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Overlay {
+    None,
+    Help,
+    Quit,
+    Arms {
+        checked: Vec<bool>,
+        cursor: usize,
+    },
+    Params {
+        fields: Vec<Field>,
+        cursor: usize,
+        error: Option<String>,
+    },
+}
+
+/// Smoothing weights `+` and `-` step through.
+pub const SMOOTHING: [f64; 7] = [0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99];
+
+pub struct App {
+    pub presets: Vec<Preset>,
+    pub selected: usize,
+    pub focus: Panel,
+    pub overlay: Overlay,
+    pub runs: Vec<RunView>,
+    pub runs_cursor: usize,
+    pub dash_cursor: usize,
+    /// Runs picked in the Runs panel to overlay on the dashboard (at most two).
+    pub compare: Vec<PathBuf>,
+    /// A run opened from the Runs panel.
+    pub opened: Option<PathBuf>,
+    pub metric_idx: usize,
+    pub log_scale: bool,
+    pub smoothing_idx: usize,
+    pub verdict_scroll: u16,
+    /// Latest verdict per preset id, with the launch folder it belongs to.
+    pub verdicts: HashMap<String, (Verdict, PathBuf)>,
+    /// Launches of this session still running: id -> (preset id, launch folder).
+    pub active_launches: HashMap<LaunchId, (String, PathBuf)>,
+    /// Latest launch folder per preset id in this session.
+    pub latest_launch: HashMap<String, PathBuf>,
+    /// Parameter overrides staged in the editor, per preset id.
+    pub staged: HashMap<String, Vec<Override>>,
+    /// Seeds staged in the editor, per preset id.
+    pub staged_seeds: HashMap<String, Vec<u64>>,
+    pub message: String,
+    pub dirty: bool,
+    pub store: RunStore,
+}
+
+impl App {
+    pub fn new(presets: Vec<Preset>, store: RunStore) -> App {
+        let mut app = App {
+            presets,
+            selected: 0,
+            focus: Panel::Presets,
+            overlay: Overlay::None,
+            runs: Vec::new(),
+            runs_cursor: 0,
+            dash_cursor: 0,
+            compare: Vec::new(),
+            opened: None,
+            metric_idx: 0,
+            log_scale: false,
+            smoothing_idx: 0,
+            verdict_scroll: 0,
+            verdicts: HashMap::new(),
+            active_launches: HashMap::new(),
+            latest_launch: HashMap::new(),
+            staged: HashMap::new(),
+            staged_seeds: HashMap::new(),
+            message: "Enter launches the selected preset; ? lists every key".into(),
+            dirty: true,
+            store,
+        };
+        app.scan_store();
+        app
+    }
+
+    pub fn preset(&self) -> Option<&Preset> {
+        self.presets.get(self.selected)
+    }
+
+    pub fn smoothing(&self) -> f64 {
+        SMOOTHING[self.smoothing_idx]
+    }
+
+    /// Picks up stored runs (earlier sessions, other processes) and stored verdicts.
+    pub fn scan_store(&mut self) {
+        let before = (
+            self.runs.len(),
+            self.runs.iter().map(|r| r.step).sum::<u64>(),
+        );
+        scan_store(&self.store, &mut self.runs);
+        for p in &self.presets {
+            if self.verdicts.contains_key(&p.id) {
+                continue;
+            }
+            let latest = self
+                .runs
+                .iter()
+                .filter(|r| r.preset == p.id)
+                .filter_map(|r| r.dir.parent().map(PathBuf::from))
+                .max();
+            if let Some(dir) = latest {
+                if let Some(v) = store::read_verdict(&dir) {
+                    self.verdicts.insert(p.id.clone(), (v, dir));
+                }
+            }
+        }
+        let after = (
+            self.runs.len(),
+            self.runs.iter().map(|r| r.step).sum::<u64>(),
+        );
+        if before != after {
+            self.dirty = true;
+        }
+    }
+
+    /// Records the runs of a launch this process started.
+    pub fn add_launch(&mut self, preset_id: &str, id: LaunchId, dir: &Path, runs: &[RunInfo]) {
+        self.active_launches
+            .insert(id, (preset_id.to_string(), dir.to_path_buf()));
+        self.latest_launch
+            .insert(preset_id.to_string(), dir.to_path_buf());
+        for info in runs {
+            self.runs.push(RunView::from_launch(info));
+        }
+        self.opened = None;
+        self.compare.clear();
+        self.dash_cursor = 0;
+        self.message = format!(
+            "launched {} runs of {} -> {}",
+            runs.len(),
+            preset_id,
+            dir.display()
+        );
+        self.dirty = true;
+    }
+
+    fn own_run(&mut self, id: RunId) -> Option<&mut RunView> {
+        self.runs.iter_mut().find(|r| r.origin == Origin::Own(id))
+    }
+
+    /// Folds one engine event into the state.
+    pub fn apply(&mut self, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Started { run } => {
+                if let Some(r) = self.own_run(run) {
+                    r.phase = Phase::Running;
+                }
+            }
+            EngineEvent::Metrics { run, point } => {
+                if let Some(r) = self.own_run(run) {
+                    r.push(&point);
+                }
+            }
+            EngineEvent::Log { .. } => {}
+            EngineEvent::Ended { run, status, .. } => {
+                if let Some(r) = self.own_run(run) {
+                    r.phase = Phase::Ended(status);
+                }
+            }
+            EngineEvent::LaunchEnded { launch, verdict } => {
+                if let Some((preset, dir)) = self.active_launches.remove(&launch) {
+                    self.message = format!(
+                        "{preset}: every run ended; the claim {} (Tab to the Verdict panel)",
+                        verdict.outcome().word()
+                    );
+                    self.verdicts.insert(preset, (verdict, dir));
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    pub fn active_runs(&self) -> usize {
+        self.runs.iter().filter(|r| r.phase.is_active()).count()
+    }
+
+    /// Indices of the runs the dashboard shows: the runs picked to compare, else the opened run,
+    /// else the selected preset's latest launch (this session's, else the newest stored one).
+    pub fn shown_runs(&self) -> Vec<usize> {
+        if !self.compare.is_empty() {
+            return self
+                .compare
+                .iter()
+                .filter_map(|d| self.runs.iter().position(|r| &r.dir == d))
+                .collect();
+        }
+        if let Some(d) = &self.opened {
+            return self
+                .runs
+                .iter()
+                .position(|r| &r.dir == d)
+                .into_iter()
+                .collect();
+        }
+        let Some(p) = self.preset() else {
+            return Vec::new();
+        };
+        let launch = self.latest_launch.get(&p.id).cloned().or_else(|| {
+            self.runs
+                .iter()
+                .filter(|r| r.preset == p.id)
+                .filter_map(|r| r.dir.parent().map(PathBuf::from))
+                .max()
+        });
+        match launch {
+            Some(l) => (0..self.runs.len())
+                .filter(|&i| self.runs[i].dir.parent() == Some(l.as_path()))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The metrics the dashboard charts, from the experiment's metadata (references and standard
+    /// errors are drawn on their metric's chart, not charted alone). Runs of unknown experiments
+    /// fall back to the names in their data.
+    pub fn chart_metrics(&self) -> Vec<MetricSpec> {
+        let shown = self.shown_runs();
+        let kind = shown
+            .first()
+            .and_then(|&i| self.presets.iter().find(|p| p.id == self.runs[i].preset))
+            .or(self.preset())
+            .map(|p| p.experiment.clone());
+        if let Some(exp) = kind.as_deref().and_then(experiments::find) {
+            let all = exp.metrics();
+            let secondary: Vec<&str> = all
+                .iter()
+                .flat_map(|m| m.reference.into_iter().chain(m.std_err))
+                .collect();
+            return all
+                .iter()
+                .filter(|m| !secondary.contains(&m.name))
+                .cloned()
+                .collect();
+        }
+        let mut names: Vec<String> = shown
+            .iter()
+            .flat_map(|&i| self.runs[i].series.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| MetricSpec::new(Box::leak(n.into_boxed_str()), "metric"))
+            .collect()
+    }
+
+    fn focused_run_index(&self) -> Option<usize> {
+        match self.focus {
+            Panel::Runs => (self.runs_cursor < self.runs.len()).then_some(self.runs_cursor),
+            _ => self.shown_runs().get(self.dash_cursor).copied(),
+        }
+    }
+
+    /// The keys that act everywhere (outside popups). Returns an action for the loop.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind != KeyEventKind::Press {
+            return None;
+        }
+        self.dirty = true;
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Some(Action::Quit(if self.active_runs() > 0 {
+                QuitMode::StopRuns
+            } else {
+                QuitMode::Now
+            }));
+        }
+        match self.overlay.clone() {
+            Overlay::None => {}
+            Overlay::Help => {
+                if matches!(
+                    key.code,
+                    KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter
+                ) {
+                    self.overlay = Overlay::None;
+                }
+                return None;
+            }
+            Overlay::Quit => return self.on_quit_key(key),
+            Overlay::Arms { .. } => return self.on_arms_key(key),
+            Overlay::Params { .. } => return self.on_params_key(key),
+        }
+        match key.code {
+            KeyCode::Char('?') => self.overlay = Overlay::Help,
+            KeyCode::Char('q') => {
+                if self.active_runs() > 0 {
+                    self.overlay = Overlay::Quit;
+                } else {
+                    return Some(Action::Quit(QuitMode::Now));
+                }
+            }
+            KeyCode::Tab => self.cycle_focus(1),
+            KeyCode::BackTab => self.cycle_focus(-1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(1),
+            KeyCode::Char(c @ '1'..='9') => {
+                let i = c as usize - '1' as usize;
+                if i < self.presets.len() {
+                    self.select_preset(i);
+                }
+            }
+            KeyCode::Left => self.cycle_metric(-1),
+            KeyCode::Right => self.cycle_metric(1),
+            KeyCode::Char('l') => self.log_scale = !self.log_scale,
+            KeyCode::Char('+') | KeyCode::Char('=') => {
+                self.smoothing_idx = (self.smoothing_idx + 1).min(SMOOTHING.len() - 1)
+            }
+            KeyCode::Char('-') => self.smoothing_idx = self.smoothing_idx.saturating_sub(1),
+            KeyCode::Char('S') => return Some(Action::StopAll),
+            KeyCode::Char('s') => {
+                let run = self.focused_run_index().map(|i| &self.runs[i]);
+                match run {
+                    Some(r) if r.phase.is_active() => {
+                        if let Origin::Own(id) = r.origin {
+                            self.message = format!("stopping {}", r.label());
+                            return Some(Action::Stop(id));
+                        }
+                    }
+                    Some(r) => self.message = format!("{} is not running here", r.label()),
+                    None => self.message = "no run selected".into(),
+                }
+            }
+            KeyCode::Char('a') => {
+                if let Some(p) = self.preset() {
+                    self.overlay = Overlay::Arms {
+                        checked: vec![true; p.arms.len()],
+                        cursor: 0,
+                    };
+                }
+            }
+            KeyCode::Char('e') => self.open_params_editor(),
+            KeyCode::Char(' ') if self.focus == Panel::Runs => self.toggle_compare(),
+            KeyCode::Char('c') => {
+                self.compare.clear();
+                self.opened = None;
+                self.message = "dashboard shows the selected preset's latest launch".into();
+            }
+            KeyCode::Enter => match self.focus {
+                Panel::Runs => {
+                    if let Some(r) = self.runs.get(self.runs_cursor) {
+                        self.opened = Some(r.dir.clone());
+                        self.compare.clear();
+                        self.dash_cursor = 0;
+                        self.focus = Panel::Dashboard;
+                    }
+                }
+                _ => return self.launch_action(None),
+            },
+            KeyCode::Esc => self.overlay = Overlay::None,
+            _ => {}
+        }
+        None
+    }
+
+    fn launch_action(&mut self, arms: Option<Vec<String>>) -> Option<Action> {
+        let p = self.preset()?;
+        Some(Action::Launch {
+            preset: self.selected,
+            arms: arms.unwrap_or_default(),
+            overrides: self.staged.get(&p.id).cloned().unwrap_or_default(),
+            seeds: self.staged_seeds.get(&p.id).cloned().unwrap_or_default(),
+        })
+    }
+
+    pub fn select_preset(&mut self, i: usize) {
+        self.selected = i.min(self.presets.len().saturating_sub(1));
+        self.opened = None;
+        self.compare.clear();
+        self.dash_cursor = 0;
+        self.metric_idx = 0;
+        self.verdict_scroll = 0;
+    }
+
+    fn cycle_focus(&mut self, d: i32) {
+        let i = Panel::ALL
+            .iter()
+            .position(|p| *p == self.focus)
+            .unwrap_or(0) as i32;
+        self.focus = Panel::ALL[(i + d).rem_euclid(Panel::ALL.len() as i32) as usize];
+    }
+
+    fn cycle_metric(&mut self, d: i32) {
+        let n = self.chart_metrics().len() as i32;
+        if n > 0 {
+            self.metric_idx = (self.metric_idx as i32 + d).rem_euclid(n) as usize;
+        }
+    }
+
+    fn move_cursor(&mut self, d: i32) {
+        let step = |v: usize, len: usize| -> usize {
+            if len == 0 {
+                0
+            } else {
+                (v as i32 + d).clamp(0, len as i32 - 1) as usize
+            }
+        };
+        match self.focus {
+            Panel::Presets => {
+                let i = step(self.selected, self.presets.len());
+                self.select_preset(i);
+            }
+            Panel::Dashboard => self.dash_cursor = step(self.dash_cursor, self.shown_runs().len()),
+            Panel::Runs => self.runs_cursor = step(self.runs_cursor, self.runs.len()),
+            Panel::Verdict => {
+                self.verdict_scroll = (self.verdict_scroll as i32 + d).max(0) as u16;
+            }
+        }
+    }
+
+    fn toggle_compare(&mut self) {
+        let Some(r) = self.runs.get(self.runs_cursor) else {
+            return;
+        };
+        if let Some(i) = self.compare.iter().position(|d| d == &r.dir) {
+            self.compare.remove(i);
+        } else {
+            if self.compare.len() == 2 {
+                self.compare.remove(0);
+            }
+            self.compare.push(r.dir.clone());
+        }
+        self.message = format!(
+            "{} run(s) picked to overlay on the dashboard (c clears)",
+            self.compare.len()
+        );
+    }
+
+    fn on_quit_key(&mut self, key: KeyEvent) -> Option<Action> {
+        match key.code {
+            KeyCode::Char('s') | KeyCode::Char('y') => Some(Action::Quit(QuitMode::StopRuns)),
+            KeyCode::Char('k') => Some(Action::Quit(QuitMode::KeepRunning)),
+            KeyCode::Esc | KeyCode::Char('c') | KeyCode::Char('n') => {
+                self.overlay = Overlay::None;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn on_arms_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let Overlay::Arms {
+            mut checked,
+            mut cursor,
+        } = self.overlay.clone()
+        else {
+            return None;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.overlay = Overlay::None;
+                return None;
+            }
+            KeyCode::Up | KeyCode::Char('k') => cursor = cursor.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                cursor = (cursor + 1).min(checked.len().saturating_sub(1))
+            }
+            KeyCode::Char(' ') => {
+                if let Some(c) = checked.get_mut(cursor) {
+                    *c = !*c;
+                }
+            }
+            KeyCode::Char('a') => {
+                let all = checked.iter().all(|c| *c);
+                checked.iter_mut().for_each(|c| *c = !all);
+            }
+            KeyCode::Enter => {
+                let p = self.preset()?;
+                let arms: Vec<String> = p
+                    .arms
+                    .iter()
+                    .zip(&checked)
+                    .filter(|(_, c)| **c)
+                    .map(|(a, _)| a.name.clone())
+                    .collect();
+                self.overlay = Overlay::None;
+                if arms.is_empty() {
+                    self.message = "no arm checked: nothing launched".into();
+                    return None;
+                }
+                return self.launch_action(Some(arms));
+            }
+            _ => {}
+        }
+        self.overlay = Overlay::Arms { checked, cursor };
+        None
+    }
+
+    /// The editor lists the parameters most often changed first (learning rate, steps, batch
+    /// size, seeds), then every other parameter of the experiment. An empty field keeps the
+    /// preset's value (shown greyed).
+    fn open_params_editor(&mut self) {
+        let Some(p) = self.preset() else { return };
+        let Some(exp) = experiments::find(&p.experiment) else {
+            return;
+        };
+        let join = |s: &[u64]| s.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        let staged = self.staged.get(&p.id).cloned().unwrap_or_default();
+        let mut specs = exp.params();
+        let first = ["eta", "steps", "batch"];
+        specs.sort_by_key(|s| {
+            first
+                .iter()
+                .position(|f| *f == s.name)
+                .unwrap_or(first.len())
+        });
+        let mut fields: Vec<Field> = specs
+            .iter()
+            .map(|s| Field {
+                name: s.name.to_string(),
+                text: staged
+                    .iter()
+                    .rev()
+                    .find(|o| o.key == s.name)
+                    .map(|o| o.value.clone())
+                    .unwrap_or_default(),
+                original: p
+                    .params
+                    .get(s.name)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let seeds = Field {
+            name: "seeds".into(),
+            text: join(self.staged_seeds.get(&p.id).unwrap_or(&p.seeds)),
+            original: join(&p.seeds),
+        };
+        fields.insert(fields.len().min(3), seeds);
+        self.overlay = Overlay::Params {
+            fields,
+            cursor: 0,
+            error: None,
+        };
+    }
+
+    fn on_params_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let Overlay::Params {
+            mut fields,
+            mut cursor,
+            mut error,
+        } = self.overlay.clone()
+        else {
+            return None;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.overlay = Overlay::None;
+                return None;
+            }
+            KeyCode::Up => cursor = cursor.saturating_sub(1),
+            KeyCode::Down | KeyCode::Tab => cursor = (cursor + 1).min(fields.len() - 1),
+            KeyCode::Backspace => {
+                fields[cursor].text.pop();
+            }
+            KeyCode::Char(c) => fields[cursor].text.push(c),
+            KeyCode::Enter => match self.validate_fields(&fields) {
+                Ok((overrides, seeds)) => {
+                    let id = self.preset()?.id.clone();
+                    self.message = if overrides.is_empty() {
+                        "no parameter overrides: the preset's values apply".into()
+                    } else {
+                        let s: Vec<String> = overrides
+                            .iter()
+                            .map(|o| format!("{}={}", o.key, o.value))
+                            .collect();
+                        format!("next launch of {id} uses {}", s.join(" "))
+                    };
+                    self.staged.insert(id.clone(), overrides);
+                    self.staged_seeds.insert(id, seeds);
+                    self.overlay = Overlay::None;
+                    return None;
+                }
+                Err(e) => error = Some(e),
+            },
+            _ => {}
+        }
+        self.overlay = Overlay::Params {
+            fields,
+            cursor,
+            error,
+        };
+        None
+    }
+
+    /// Validates the editor's fields exactly as `--set` is validated.
+    pub fn validate_fields(&self, fields: &[Field]) -> Result<(Vec<Override>, Vec<u64>), String> {
+        let p = self.preset().ok_or("no preset")?;
+        let exp = experiments::find(&p.experiment).ok_or("unknown experiment")?;
+        let specs = exp.params();
+        let mut overrides = Vec::new();
+        let mut seeds = p.seeds.clone();
+        for f in fields {
+            let text = f.text.trim();
+            if f.name == "seeds" {
+                let parsed: Result<Vec<u64>, _> = text
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse::<u64>())
+                    .collect();
+                seeds = parsed
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| format!("seeds `{text}`: expected numbers like 0,1,2"))?;
+                continue;
+            }
+            if text.is_empty() {
+                continue;
+            }
+            let o = Override {
+                key: f.name.clone(),
+                value: text.to_string(),
+            };
+            find_spec(&specs, &o.key).map_err(|e| format!("--set {}: {e}", o.key))?;
+            let mut check = p.params.clone();
+            check.apply_overrides(&specs, std::slice::from_ref(&o))?;
+            overrides.push(o);
+        }
+        Ok((overrides, seeds))
+    }
+
+    /// Status of a preset in the picker: never run, running, or its last verdict.
+    pub fn preset_status(&self, id: &str) -> String {
+        let running = self
+            .runs
+            .iter()
+            .filter(|r| r.preset == id && r.phase.is_active())
+            .count();
+        if running > 0 {
+            return format!("running ({running})");
+        }
+        match self.verdicts.get(id) {
+            Some((v, _)) => format!("last: {}", v.outcome().word()),
+            None if self.runs.iter().any(|r| r.preset == id) => "ran, no verdict".into(),
+            None => "never run".into(),
+        }
+    }
+
+    /// Final values per run of the shown runs, for tests and the verdict panel.
+    pub fn shown_last_values(&self, metric: &str) -> BTreeMap<String, f64> {
+        self.shown_runs()
+            .iter()
+            .filter_map(|&i| self.runs[i].last(metric).map(|v| (self.runs[i].label(), v)))
+            .collect()
+    }
+}

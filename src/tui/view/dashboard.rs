@@ -1,0 +1,275 @@
+//! The live dashboard: a large chart of the focused metric with the runs overlaid (and reference
+//! lines such as 2/eta), then one row per run with its progress, speed, ETA and a sparkline per
+//! metric. Everything is driven by the experiment's metric metadata.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Block, Borders, Cell, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table,
+    TableState,
+};
+use ratatui::Frame;
+
+use crate::report::fmt_num;
+use crate::tui::app::App;
+use crate::tui::history::{smooth, sparkline};
+
+use super::{fmt_duration, run_color};
+
+/// Sparkline characters per metric cell.
+const SPARK: usize = 8;
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let shown = app.shown_runs();
+    if shown.is_empty() {
+        frame.render_widget(
+            Paragraph::new(
+                "No runs to show for this preset yet. Go to Presets (Tab) and press Enter to \
+                 launch, or open a stored run from the Runs panel.",
+            )
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(" Dashboard ")),
+            area,
+        );
+        return;
+    }
+    let table_height = (shown.len() as u16 + 3).min(area.height / 2).max(4);
+    let [chart_area, table_area] =
+        Layout::vertical([Constraint::Min(6), Constraint::Length(table_height)]).areas(area);
+    render_chart(app, frame, chart_area, &shown);
+    render_table(app, frame, table_area, &shown);
+}
+
+fn to_scale(points: &[(f64, f64)], log: bool) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .filter(|p| p.1.is_finite() && (!log || p.1 > 0.0))
+        .map(|&(x, y)| (x, if log { y.log10() } else { y }))
+        .collect()
+}
+
+/// One line of the chart: the run's position among those shown, whether it is a reference line,
+/// and its points (already smoothed and scaled).
+type Series = (usize, bool, Vec<(f64, f64)>);
+
+fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
+    let metrics = app.chart_metrics();
+    if metrics.is_empty() {
+        return;
+    }
+    let m = &metrics[app.metric_idx % metrics.len()];
+    let log = app.log_scale;
+    let w = app.smoothing();
+    // Owned series first: datasets borrow them.
+    let mut series: Vec<Series> = Vec::new();
+    for (ci, &ri) in shown.iter().enumerate() {
+        let run = &app.runs[ri];
+        if let Some(h) = run.series.get(m.name) {
+            series.push((ci, false, to_scale(&smooth(&h.points(), w), log)));
+        }
+        if let Some(h) = m.reference.and_then(|r| run.series.get(r)) {
+            series.push((ci, true, to_scale(&h.points(), log)));
+        }
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (_, _, s) in &series {
+        for &(x, y) in s {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 - x0 < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    if y1 - y0 < 1e-12 {
+        y0 -= 0.5;
+        y1 += 0.5;
+    }
+    let pad = (y1 - y0) * 0.05;
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let named = shown.len() <= 8;
+    let datasets: Vec<Dataset> = series
+        .iter()
+        .map(|(ci, is_ref, pts)| {
+            let run = &app.runs[shown[*ci]];
+            let mut d = Dataset::default()
+                .data(pts)
+                .graph_type(GraphType::Line)
+                .marker(if *is_ref {
+                    Marker::Dot
+                } else {
+                    Marker::Braille
+                })
+                .style(Style::default().fg(run_color(*ci)));
+            if named && !*is_ref {
+                d = d.name(run.label());
+            }
+            d
+        })
+        .collect();
+    let ylabel = |v: f64| {
+        if log {
+            fmt_num(10f64.powf(v))
+        } else {
+            fmt_num(v)
+        }
+    };
+    let reference = m
+        .reference
+        .map(|r| format!(", dotted: {r}"))
+        .unwrap_or_default();
+    let title = format!(
+        " {} ({}/{}){}{}{} ",
+        m.label,
+        app.metric_idx % metrics.len() + 1,
+        metrics.len(),
+        if log { ", log scale" } else { "" },
+        if w > 0.0 {
+            format!(", smoothing {w}")
+        } else {
+            String::new()
+        },
+        reference
+    );
+    let chart = Chart::new(datasets)
+        .block(Block::default().borders(Borders::ALL).title(title))
+        .legend_position(if named {
+            Some(LegendPosition::TopRight)
+        } else {
+            None
+        })
+        .hidden_legend_constraints((Constraint::Ratio(1, 3), Constraint::Ratio(1, 2)))
+        .x_axis(
+            Axis::default()
+                .title("step")
+                .bounds([x0, x1])
+                .labels(vec![
+                    Line::from(fmt_num(x0)),
+                    Line::from(fmt_num((x0 + x1) / 2.0)),
+                    Line::from(fmt_num(x1)),
+                ])
+                .style(Style::default().fg(Color::Gray)),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([y0, y1])
+                .labels(vec![
+                    Line::from(ylabel(y0)),
+                    Line::from(ylabel((y0 + y1) / 2.0)),
+                    Line::from(ylabel(y1)),
+                ])
+                .style(Style::default().fg(Color::Gray)),
+        );
+    frame.render_widget(chart, area);
+}
+
+fn render_table(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
+    let metrics = app.chart_metrics();
+    // How many metric columns fit after the fixed ones.
+    let longest = shown
+        .iter()
+        .map(|&i| app.runs[i].label().chars().count())
+        .max()
+        .unwrap_or(3) as u16;
+    let fixed = longest + 47;
+    let per = SPARK as u16 + 10;
+    let fit = (area.width.saturating_sub(fixed + 2) / per) as usize;
+    let focused = app.metric_idx % metrics.len().max(1);
+    // The focused metric first, then the others in order.
+    let mut order: Vec<usize> = (0..metrics.len()).collect();
+    order.retain(|&i| i != focused);
+    order.insert(0, focused.min(metrics.len().saturating_sub(1)));
+    order.truncate(fit.min(metrics.len()));
+
+    let mut header = vec![
+        Cell::from("run"),
+        Cell::from("status"),
+        Cell::from("progress"),
+        Cell::from("steps/s"),
+        Cell::from("ETA"),
+    ];
+    for &i in &order {
+        header.push(Cell::from(metrics[i].name));
+    }
+    let rows: Vec<Row> = shown
+        .iter()
+        .enumerate()
+        .map(|(ci, &ri)| {
+            let r = &app.runs[ri];
+            let filled = (r.progress() * 10.0).round() as usize;
+            let bar = format!(
+                "{}{} {:>3.0}%",
+                "█".repeat(filled),
+                "░".repeat(10 - filled),
+                r.progress() * 100.0
+            );
+            let mut cells = vec![
+                Cell::from(Span::styled(
+                    r.label(),
+                    Style::default()
+                        .fg(run_color(ci))
+                        .add_modifier(Modifier::BOLD),
+                )),
+                Cell::from(r.phase.word()),
+                Cell::from(bar),
+                Cell::from(r.rate.map(|v| format!("{v:.0}")).unwrap_or("-".into())),
+                Cell::from(r.eta_s().map(fmt_duration).unwrap_or("-".into())),
+            ];
+            for &i in &order {
+                let name = metrics[i].name;
+                let cell = match r.series.get(name) {
+                    Some(h) => {
+                        let ys: Vec<f64> = h.points().iter().map(|p| p.1).collect();
+                        format!(
+                            "{} {}",
+                            sparkline(&ys, SPARK),
+                            fmt_num(h.last().map(|p| p.1).unwrap_or(f64::NAN))
+                        )
+                    }
+                    None => "-".into(),
+                };
+                cells.push(Cell::from(cell));
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let label_width = shown
+        .iter()
+        .map(|&i| app.runs[i].label().chars().count())
+        .max()
+        .unwrap_or(3) as u16;
+    let mut widths = vec![
+        Constraint::Length(label_width.max(3)),
+        Constraint::Length(12),
+        Constraint::Length(15),
+        Constraint::Length(8),
+        Constraint::Length(7),
+    ];
+    widths.extend(order.iter().map(|_| Constraint::Length(per)));
+    let mut state = TableState::default().with_selected(Some(app.dash_cursor));
+    let title = format!(
+        " {} run(s): step {} {} ",
+        shown.len(),
+        shown.iter().map(|&i| app.runs[i].step).max().unwrap_or(0),
+        if fit < metrics.len() {
+            "(widen the terminal for more metric columns)"
+        } else {
+            ""
+        }
+    );
+    frame.render_stateful_widget(
+        Table::new(rows, widths)
+            .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+            .row_highlight_style(Style::default().bg(Color::DarkGray))
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+        &mut state,
+    );
+}

@@ -1,0 +1,362 @@
+//! The terminal workbench: screens rendered on ratatui's TestBackend at fixed sizes, every size
+//! without a panic, and the app loop driven by key events on a small configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+
+use reglab::engine::store::MetricPoint;
+use reglab::engine::{EngineEvent, RunInfo, RunManager, RunStore};
+use reglab::experiments::RunStatus;
+use reglab::params::Params;
+use reglab::presets;
+use reglab::tui::app::{App, Overlay, Panel, QuitMode};
+use reglab::tui::view::{self, MIN_HEIGHT, MIN_WIDTH};
+use reglab::tui::{run_loop, LoopExit};
+use reglab::verdict::{Check, Outcome, Verdict};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui_presets")
+}
+
+fn app(root: &Path) -> App {
+    let presets = presets::load_all(&[fixtures()]).unwrap();
+    App::new(presets, RunStore::new(root))
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::render(app, f)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+/// An app with two finished runs of the built-in preset and a verdict, from synthetic events.
+fn app_with_data(root: &Path) -> App {
+    let mut a = app(root);
+    let p = a.presets[0].clone();
+    let launch_dir = root.join("sgd-stability-x");
+    let infos: Vec<RunInfo> = ["diag-sgd1-eta0.035", "diag-gd-eta0.12"]
+        .iter()
+        .enumerate()
+        .map(|(i, arm)| RunInfo {
+            id: 10 + i as u64,
+            launch: 1,
+            preset: p.id.clone(),
+            arm: arm.to_string(),
+            seed: 0,
+            params: Params::default(),
+            total_steps: 1000,
+            dir: launch_dir.join(format!("{arm}-s0")),
+        })
+        .collect();
+    a.add_launch(&p.id, 1, &launch_dir, &infos);
+    for info in &infos {
+        a.apply(EngineEvent::Started { run: info.id });
+        for k in 0..=10u64 {
+            let step = k * 100;
+            let metrics: BTreeMap<String, f64> = [
+                ("train_loss", 1.0 / (1.0 + k as f64)),
+                ("test_loss", 0.5),
+                ("hessian_trace", 80.0 - 5.0 * k as f64),
+                ("hessian_trace_se", 1.0),
+                ("gn_trace", 79.0 - 5.0 * k as f64),
+                ("lambda_max", 12.0),
+                ("two_over_eta", 57.1),
+                ("param_norm", 5.0),
+            ]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+            a.apply(EngineEvent::Metrics {
+                run: info.id,
+                point: MetricPoint {
+                    step,
+                    elapsed_s: k as f64 * 0.01,
+                    metrics,
+                },
+            });
+        }
+    }
+    a.apply(EngineEvent::Ended {
+        run: infos[0].id,
+        status: RunStatus::Completed { steps: 1000 },
+        final_values: BTreeMap::new(),
+    });
+    a
+}
+
+#[test]
+fn picker_lists_presets_with_status_and_details() {
+    let root = tempfile::tempdir().unwrap();
+    let a = app(root.path());
+    let s = screen(&a, 120, 40);
+    assert!(
+        s.contains("1 sgd-stability") && s.contains("never run"),
+        "{s}"
+    );
+    assert!(
+        s.contains("2 short-stability") && s.contains("3 slow-stability"),
+        "{s}"
+    );
+    assert!(s.contains("Claim") && s.contains("Arms (20)"), "{s}");
+    assert!(s.contains("Lei Wu (2023)"), "{s}");
+}
+
+#[test]
+fn dashboard_charts_the_focused_metric_with_reference_and_rows_per_run() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app_with_data(root.path());
+    a.focus = Panel::Dashboard;
+    let s = screen(&a, 140, 40);
+    assert!(s.contains("train loss (1/6)"), "{s}");
+    assert!(
+        s.contains("diag-sgd1-eta0.035 s0") && s.contains("diag-gd-eta0.12 s0"),
+        "{s}"
+    );
+    assert!(s.contains("██████████ 100%"), "{s}");
+    assert!(s.contains("running"), "{s}");
+    // Right arrow moves to the Hessian trace, drawn with 2/eta as a reference line.
+    a.on_key(key(KeyCode::Right));
+    a.on_key(key(KeyCode::Right));
+    let s = screen(&a, 140, 40);
+    assert!(
+        s.contains("Hessian trace (3/6)") && s.contains("dotted: two_over_eta"),
+        "{s}"
+    );
+    assert!(s.contains("hessian_trace"), "{s}");
+    a.on_key(key(KeyCode::Char('l')));
+    a.on_key(key(KeyCode::Char('+')));
+    let s = screen(&a, 140, 40);
+    assert!(
+        s.contains("log scale") && s.contains("smoothing 0.3"),
+        "{s}"
+    );
+}
+
+#[test]
+fn verdict_panel_shows_claim_and_each_check() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app_with_data(root.path());
+    let check = |id: &str, outcome| Check {
+        id: id.into(),
+        statement: format!("statement {id}"),
+        outcome,
+        evidence: vec![format!("numbers of {id}")],
+        numbers: BTreeMap::new(),
+    };
+    a.apply(EngineEvent::LaunchEnded {
+        launch: 1,
+        verdict: Verdict {
+            preset: "sgd-stability".into(),
+            claim: "the claim".into(),
+            checks: vec![check("i", Outcome::Holds), check("iii", Outcome::Fails)],
+        },
+    });
+    a.focus = Panel::Verdict;
+    let s = screen(&a, 120, 30);
+    assert!(s.contains("Overall: the claim FAILS"), "{s}");
+    assert!(s.contains("(i) HOLDS") && s.contains("statement i"), "{s}");
+    assert!(
+        s.contains("(iii) FAILS") && s.contains("numbers of iii"),
+        "{s}"
+    );
+    // One run is still going: the picker says so, then shows the verdict once it ends.
+    assert!(a.preset_status("sgd-stability").starts_with("running"));
+    a.apply(EngineEvent::Ended {
+        run: 11,
+        status: RunStatus::Completed { steps: 1000 },
+        final_values: BTreeMap::new(),
+    });
+    assert_eq!(a.preset_status("sgd-stability"), "last: fails");
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    a.on_key(key(KeyCode::Char('?')));
+    assert_eq!(a.overlay, Overlay::Help);
+    let s = screen(&a, 120, 30);
+    for (k, _) in view::KEYS {
+        assert!(s.contains(k), "{k} missing:\n{s}");
+    }
+    a.on_key(key(KeyCode::Esc));
+    assert_eq!(a.overlay, Overlay::None);
+}
+
+#[test]
+fn too_small_message_and_no_panic_at_any_size() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app_with_data(root.path());
+    let s = screen(&a, MIN_WIDTH - 1, MIN_HEIGHT + 5);
+    assert!(s.contains("terminal too small"), "{s}");
+    let s = screen(&a, MIN_WIDTH, MIN_HEIGHT);
+    assert!(!s.contains("terminal too small"), "{s}");
+    let overlays = [
+        Overlay::None,
+        Overlay::Help,
+        Overlay::Quit,
+        Overlay::Arms {
+            checked: vec![true; 20],
+            cursor: 19,
+        },
+    ];
+    for panel in Panel::ALL {
+        for o in &overlays {
+            a.focus = panel;
+            a.overlay = o.clone();
+            for w in [1u16, 2, 10, 59, 60, 61, 80, 133, 200] {
+                for h in [1u16, 2, 5, 14, 15, 16, 24, 50] {
+                    screen(&a, w, h);
+                }
+            }
+        }
+    }
+    a.overlay = Overlay::None;
+    a.on_key(key(KeyCode::Char('e')));
+    assert!(matches!(a.overlay, Overlay::Params { .. }));
+    for (w, h) in [(60, 15), (30, 8), (200, 60)] {
+        screen(&a, w, h);
+    }
+}
+
+#[test]
+fn parameter_editor_validates_like_set() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    a.on_key(key(KeyCode::Char('e')));
+    let Overlay::Params { fields, .. } = a.overlay.clone() else {
+        panic!("no editor")
+    };
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(&names[..4], &["eta", "steps", "batch", "seeds"]);
+    // Type a bad learning rate: the same message as --set.
+    for c in "fast".chars() {
+        a.on_key(key(KeyCode::Char(c)));
+    }
+    a.on_key(key(KeyCode::Enter));
+    let Overlay::Params { error, .. } = a.overlay.clone() else {
+        panic!("editor closed on bad input")
+    };
+    let e = error.unwrap();
+    assert!(
+        e.contains("--set eta=fast") && e.contains("must be a number"),
+        "{e}"
+    );
+    for _ in 0..4 {
+        a.on_key(key(KeyCode::Backspace));
+    }
+    for c in "0.02".chars() {
+        a.on_key(key(KeyCode::Char(c)));
+    }
+    a.on_key(key(KeyCode::Down));
+    for c in "500".chars() {
+        a.on_key(key(KeyCode::Char(c)));
+    }
+    a.on_key(key(KeyCode::Enter));
+    assert_eq!(a.overlay, Overlay::None);
+    let staged = &a.staged["sgd-stability"];
+    assert_eq!(staged.len(), 2);
+    assert_eq!(
+        (staged[0].key.as_str(), staged[0].value.as_str()),
+        ("eta", "0.02")
+    );
+    assert_eq!(
+        (staged[1].key.as_str(), staged[1].value.as_str()),
+        ("steps", "500")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_loop_launches_streams_stops_and_quits_from_keys() {
+    let root = tempfile::tempdir().unwrap();
+    let (manager, mut engine) = RunManager::new(
+        RunStore::new(root.path()),
+        2,
+        tokio::runtime::Handle::current(),
+    );
+    let mut a = app(root.path());
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let (keys, mut input) = mpsc::unbounded_channel();
+    let (_sig_tx, mut signals) = mpsc::unbounded_channel();
+    let feeder = tokio::spawn(async move {
+        let press = |c: KeyCode| Event::Key(key(c));
+        // Select the slow preset (3), launch, look at the dashboard.
+        keys.send(press(KeyCode::Char('3'))).unwrap();
+        keys.send(press(KeyCode::Enter)).unwrap();
+        keys.send(press(KeyCode::Tab)).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        keys.send(press(KeyCode::Char('S'))).unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        keys.send(press(KeyCode::Char('q'))).unwrap();
+        // If a run were still active, q opens the dialog: s stops and quits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = keys.send(press(KeyCode::Char('s')));
+        keys
+    });
+    let exit = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_loop(
+            &mut terminal,
+            &mut a,
+            &manager,
+            &mut input,
+            &mut engine,
+            &mut signals,
+        ),
+    )
+    .await
+    .expect("the loop ends")
+    .unwrap();
+    let _keys = feeder.await.unwrap();
+    assert!(
+        matches!(
+            exit,
+            LoopExit::Quit(QuitMode::Now) | LoopExit::Quit(QuitMode::StopRuns)
+        ),
+        "{exit:?}"
+    );
+    assert_eq!(a.selected, 2);
+    let own: Vec<_> = a
+        .runs
+        .iter()
+        .filter(|r| r.preset == "slow-stability")
+        .collect();
+    assert_eq!(own.len(), 2);
+    for r in &own {
+        assert!(
+            r.series.get("train_loss").is_some_and(|h| h.total() >= 1),
+            "{}",
+            r.label()
+        );
+        assert!(
+            matches!(
+                r.phase,
+                reglab::tui::runs::Phase::Ended(RunStatus::Stopped { .. })
+            ),
+            "{:?}",
+            r.phase
+        );
+    }
+    // The screen was drawn with live data.
+    let buf = terminal.backend().buffer().clone();
+    let text: String = buf.content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("relu-gd s0"), "{text}");
+}
