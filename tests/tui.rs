@@ -15,7 +15,7 @@ use reglab::engine::{EngineEvent, RunInfo, RunManager, RunStore};
 use reglab::experiments::RunStatus;
 use reglab::params::Params;
 use reglab::presets;
-use reglab::tui::app::{App, Overlay, Panel, QuitMode};
+use reglab::tui::app::{Action, App, Overlay, Panel, QuitMode};
 use reglab::tui::view::{self, MIN_HEIGHT, MIN_WIDTH};
 use reglab::tui::{run_loop, LoopExit};
 use reglab::verdict::{Check, Outcome, Verdict};
@@ -199,6 +199,12 @@ fn help_overlay_lists_every_key() {
     }
     a.on_key(key(KeyCode::Esc));
     assert_eq!(a.overlay, Overlay::None);
+    // The README lists the same keys.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for (k, _) in view::KEYS {
+        assert!(readme.contains(&format!("| {k} |")), "README lacks key {k}");
+    }
 }
 
 #[test]
@@ -235,6 +241,36 @@ fn too_small_message_and_no_panic_at_any_size() {
     for (w, h) in [(60, 15), (30, 8), (200, 60)] {
         screen(&a, w, h);
     }
+}
+
+#[test]
+fn quitting_with_active_runs_asks_first() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app_with_data(root.path());
+    assert!(a.active_runs() > 0);
+    assert_eq!(a.on_key(key(KeyCode::Char('q'))), None);
+    assert_eq!(a.overlay, Overlay::Quit);
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("keep them running headless"), "{s}");
+    assert_eq!(a.on_key(key(KeyCode::Esc)), None);
+    assert_eq!(a.overlay, Overlay::None);
+    a.on_key(key(KeyCode::Char('q')));
+    assert_eq!(
+        a.on_key(key(KeyCode::Char('k'))),
+        Some(Action::Quit(QuitMode::KeepRunning))
+    );
+    a.overlay = Overlay::None;
+    a.on_key(key(KeyCode::Char('q')));
+    assert_eq!(
+        a.on_key(key(KeyCode::Char('s'))),
+        Some(Action::Quit(QuitMode::StopRuns))
+    );
+    // Ctrl-C stops the runs and quits at once.
+    a.overlay = Overlay::None;
+    assert_eq!(
+        a.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        Some(Action::Quit(QuitMode::StopRuns))
+    );
 }
 
 #[test]

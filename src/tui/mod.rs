@@ -91,6 +91,19 @@ pub async fn run_loop<B: Backend>(
     engine: &mut mpsc::UnboundedReceiver<EngineEvent>,
     signals: &mut mpsc::UnboundedReceiver<Signal>,
 ) -> io::Result<LoopExit> {
+    run_loop_with(terminal, app, manager, input, engine, signals, false).await
+}
+
+/// [`run_loop`], optionally redrawing on every tick even when nothing changed (benchmarks).
+pub async fn run_loop_with<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    manager: &RunManager,
+    input: &mut mpsc::UnboundedReceiver<Event>,
+    engine: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    signals: &mut mpsc::UnboundedReceiver<Signal>,
+    always_draw: bool,
+) -> io::Result<LoopExit> {
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / FPS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_scan = Instant::now();
@@ -127,7 +140,7 @@ pub async fn run_loop<B: Backend>(
                     app.scan_store();
                     last_scan = Instant::now();
                 }
-                if app.dirty {
+                if app.dirty || always_draw {
                     terminal
                         .draw(|f| view::render(app, f))
                         .map_err(|e| io::Error::other(e.to_string()))?;
@@ -258,9 +271,15 @@ pub fn run(
     enable_raw_mode()?;
     TUI_ACTIVE.store(true, Ordering::SeqCst);
     let guard = TerminalGuard;
-    execute!(io::stdout(), EnterAlternateScreen)?;
+    // Clear directly: ratatui's `clear` asks the terminal for the cursor position, which a
+    // terminal that does not answer would turn into a two-second stall and an error.
+    execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All),
+        crossterm::cursor::Hide
+    )?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    terminal.clear()?;
     let mut input = spawn_input_thread();
     let exit = rt.block_on(async {
         let mut signals = spawn_signal_task();
