@@ -1,8 +1,11 @@
 //! Metrics: display metadata for the named time series a run emits, and the estimators that
 //! compute them (Hessian trace and top eigenvalue, Gauss-Newton trace).
 
+pub mod dead_features;
 pub mod hessian;
 pub mod linalg;
+pub mod recovery;
+pub mod topk;
 
 use serde::Serialize;
 

@@ -335,9 +335,14 @@ impl App {
     }
 
     /// The keys that act everywhere (outside popups). Returns an action for the loop.
-    pub fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
+    pub fn on_key(&mut self, mut key: KeyEvent) -> Option<Action> {
         if key.kind != KeyEventKind::Press {
             return None;
+        }
+        // Esc followed quickly by a key arrives as Alt+key: treat it as both.
+        if key.modifiers.contains(KeyModifiers::ALT) {
+            self.overlay = Overlay::None;
+            key.modifiers.remove(KeyModifiers::ALT);
         }
         self.dirty = true;
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
