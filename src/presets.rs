@@ -12,10 +12,13 @@ use crate::experiments;
 use crate::params::{find_spec, ParamSpec, ParamValue, Params};
 
 /// The presets compiled into the binary, so `reglab` works from any folder.
-pub const BUILTIN: &[(&str, &str)] = &[(
-    "presets/sgd-stability.toml",
-    include_str!("../presets/sgd-stability.toml"),
-)];
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "presets/sgd-stability.toml",
+        include_str!("../presets/sgd-stability.toml"),
+    ),
+    ("presets/vsae.toml", include_str!("../presets/vsae.toml")),
+];
 
 /// The paper a preset reproduces.
 #[derive(Clone, Debug, Serialize, Deserialize)]

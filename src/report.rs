@@ -90,10 +90,15 @@ pub fn verdict_text(v: &Verdict) -> String {
     let mut out = format!("claim: {}\n", v.claim.trim());
     for c in &v.checks {
         out.push_str(&format!(
-            "\n({}) {}: {}\n",
+            "\n({}) {}: {}{}\n",
             c.id,
             c.statement,
-            c.outcome.word().to_uppercase()
+            c.outcome.word().to_uppercase(),
+            if c.informational {
+                " (reported, not part of the claim)"
+            } else {
+                ""
+            }
         ));
         for e in &c.evidence {
             out.push_str(&format!("    {e}\n"));

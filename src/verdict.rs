@@ -36,6 +36,9 @@ pub struct Check {
     pub evidence: Vec<String>,
     /// The same numbers, machine-readable.
     pub numbers: BTreeMap<String, f64>,
+    /// Reported alongside the claim but not part of it: it does not decide the verdict.
+    #[serde(default)]
+    pub informational: bool,
 }
 
 /// The verdict of one launch of a preset.
@@ -47,12 +50,13 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Holds when every check holds; fails when any fails; otherwise inconclusive.
+    /// Holds when every check of the claim holds; fails when any fails; otherwise inconclusive.
+    /// Informational checks do not count.
     pub fn outcome(&self) -> Outcome {
-        if self.checks.iter().any(|c| c.outcome == Outcome::Fails) {
+        let claim: Vec<&Check> = self.checks.iter().filter(|c| !c.informational).collect();
+        if claim.iter().any(|c| c.outcome == Outcome::Fails) {
             Outcome::Fails
-        } else if !self.checks.is_empty() && self.checks.iter().all(|c| c.outcome == Outcome::Holds)
-        {
+        } else if !claim.is_empty() && claim.iter().all(|c| c.outcome == Outcome::Holds) {
             Outcome::Holds
         } else {
             Outcome::Inconclusive
@@ -75,6 +79,7 @@ mod tests {
             outcome,
             evidence: vec![],
             numbers: BTreeMap::new(),
+            informational: false,
         }
     }
 
@@ -90,6 +95,8 @@ mod tests {
         assert_eq!(v.outcome(), Outcome::Inconclusive);
         v.checks.push(check("d", Outcome::Fails));
         assert_eq!(v.outcome(), Outcome::Fails);
+        v.checks.last_mut().unwrap().informational = true;
+        assert_eq!(v.outcome(), Outcome::Inconclusive);
         v.checks.clear();
         assert_eq!(v.outcome(), Outcome::Inconclusive);
     }

@@ -77,6 +77,15 @@ fn spawn(runs: &Path) -> Child {
         .expect("start script")
 }
 
+/// The key that selects a fixture preset in the picker (its 1-based position).
+fn preset_key(id: &str) -> String {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui_presets");
+    let all = reglab::presets::load_all(&[fixtures]).unwrap();
+    let i = all.iter().position(|p| p.id == id).unwrap();
+    assert!(i < 9, "preset {id} is beyond key 9");
+    (i + 1).to_string()
+}
+
 fn send(session: &mut Session, keys: &str) {
     let stdin = session.child.stdin.as_mut().unwrap();
     stdin.write_all(keys.as_bytes()).unwrap();
@@ -166,9 +175,8 @@ fn quit_restores_the_terminal() {
     let mut child = start(runs.path());
     send(&mut child, "?");
     std::thread::sleep(Duration::from_millis(300));
+    // Esc then q in one burst arrives as Alt-q: it closes the help and quits.
     send(&mut child, "\x1bq");
-    std::thread::sleep(Duration::from_millis(300));
-    send(&mut child, "q");
     let out = finish(child);
     assert!(
         out.contains("\x1b[?1049h"),
@@ -189,8 +197,8 @@ fn sigterm_stops_runs_keeps_metrics_and_restores_the_terminal() {
     }
     let runs = tempfile::tempdir().unwrap();
     let mut child = start(runs.path());
-    // Preset 3 is the long-running fixture: launch it.
-    send(&mut child, "3\r");
+    // Launch the long-running fixture.
+    send(&mut child, &format!("{}\r", preset_key("slow-stability")));
     let pid = {
         let mut pid = None;
         wait_for(
@@ -234,8 +242,8 @@ fn sighup_lets_the_runs_finish() {
     }
     let runs = tempfile::tempdir().unwrap();
     let mut child = start(runs.path());
-    // Preset 2 runs for a few seconds: launch it, then drop the "SSH session".
-    send(&mut child, "2\r");
+    // This fixture runs for a few seconds: launch it, then drop the "SSH session".
+    send(&mut child, &format!("{}\r", preset_key("short-stability")));
     let pid = {
         let mut pid = None;
         wait_for(
@@ -289,7 +297,7 @@ fn ctrl_c_stops_runs_and_restores_the_terminal() {
     }
     let runs = tempfile::tempdir().unwrap();
     let mut child = start(runs.path());
-    send(&mut child, "3\r");
+    send(&mut child, &format!("{}\r", preset_key("slow-stability")));
     assert!(
         wait_for(
             || stored_statuses(runs.path()).iter().any(|s| s.2 >= 1),

@@ -112,7 +112,7 @@ fn picker_lists_presets_with_status_and_details() {
         "{s}"
     );
     assert!(
-        s.contains("2 short-stability") && s.contains("3 slow-stability"),
+        s.contains("2 vsae") && s.contains("short-stability") && s.contains("slow-stability"),
         "{s}"
     );
     assert!(s.contains("Claim") && s.contains("Arms (20)"), "{s}");
@@ -160,6 +160,7 @@ fn verdict_panel_shows_claim_and_each_check() {
         outcome,
         evidence: vec![format!("numbers of {id}")],
         numbers: BTreeMap::new(),
+        informational: false,
     };
     a.apply(EngineEvent::LaunchEnded {
         launch: 1,
@@ -330,12 +331,18 @@ async fn app_loop_launches_streams_stops_and_quits_from_keys() {
     );
     let mut a = app(root.path());
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let slow = a
+        .presets
+        .iter()
+        .position(|p| p.id == "slow-stability")
+        .unwrap();
+    let slow_key = char::from_digit(slow as u32 + 1, 10).unwrap();
     let (keys, mut input) = mpsc::unbounded_channel();
     let (_sig_tx, mut signals) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(async move {
         let press = |c: KeyCode| Event::Key(key(c));
-        // Select the slow preset (3), launch, look at the dashboard.
-        keys.send(press(KeyCode::Char('3'))).unwrap();
+        // Select the slow preset, launch, look at the dashboard.
+        keys.send(press(KeyCode::Char(slow_key))).unwrap();
         keys.send(press(KeyCode::Enter)).unwrap();
         keys.send(press(KeyCode::Tab)).unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -369,7 +376,7 @@ async fn app_loop_launches_streams_stops_and_quits_from_keys() {
         ),
         "{exit:?}"
     );
-    assert_eq!(a.selected, 2);
+    assert_eq!(a.selected, slow);
     let own: Vec<_> = a
         .runs
         .iter()

@@ -2,6 +2,7 @@
 //! one arm of a preset through a [`RunContext`] (which streams its metrics) and, once every run of
 //! a launch has ended, computes the preset's verdict from what the runs measured.
 
+pub mod sae;
 pub mod stability;
 
 use std::collections::BTreeMap;
@@ -33,10 +34,11 @@ pub trait Experiment: Send + Sync {
 }
 
 static STABILITY: stability::SgdStability = stability::SgdStability;
+static VSAE: sae::VariationalSae = sae::VariationalSae;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY]
+    vec![&STABILITY, &VSAE]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {

@@ -47,7 +47,9 @@ impl DeadFeatureTracker {
     }
 
     pub fn dead_count(&self) -> usize {
-        (0..self.last_fired.len()).filter(|&j| self.is_dead(j)).count()
+        (0..self.last_fired.len())
+            .filter(|&j| self.is_dead(j))
+            .count()
     }
 
     pub fn dead_fraction(&self) -> f64 {
@@ -55,7 +57,9 @@ impl DeadFeatureTracker {
     }
 
     pub fn dead_mask(&self) -> Vec<bool> {
-        (0..self.last_fired.len()).map(|j| self.is_dead(j)).collect()
+        (0..self.last_fired.len())
+            .map(|j| self.is_dead(j))
+            .collect()
     }
 
     pub fn tokens(&self) -> u64 {

@@ -15,7 +15,10 @@ pub fn topk_indices(row: &[f32], k: usize) -> Vec<usize> {
         match (x.is_nan(), y.is_nan()) {
             (true, false) => std::cmp::Ordering::Greater,
             (false, true) => std::cmp::Ordering::Less,
-            _ => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b)),
+            _ => y
+                .partial_cmp(&x)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(b)),
         }
     };
     if k < idx.len() && k > 0 {
@@ -73,7 +76,9 @@ mod tests {
             let cols = 1 + trial % 17;
             let k = trial % (cols + 2);
             // Few distinct values: many ties.
-            let row: Vec<f32> = (0..cols).map(|_| rng.gen_range(0..4) as f32 - 1.0).collect();
+            let row: Vec<f32> = (0..cols)
+                .map(|_| rng.gen_range(0..4) as f32 - 1.0)
+                .collect();
             let m = topk_mask(&row, 1, cols, k);
             let want = reference(&row, k);
             for j in 0..cols {

@@ -120,6 +120,7 @@ fn check_sgd_trace(arms: &[Arm]) -> Check {
         outcome: decide(any, all_ok),
         evidence,
         numbers,
+        informational: false,
     }
 }
 
@@ -153,6 +154,7 @@ fn check_gd_lambda(arms: &[Arm]) -> Check {
         outcome: decide(any, all_ok),
         evidence,
         numbers,
+        informational: false,
     }
 }
 
@@ -195,6 +197,7 @@ fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
         },
         evidence,
         numbers,
+        informational: false,
     }
 }
 
@@ -282,6 +285,7 @@ fn check_eta_ordering(arms: &[Arm]) -> Check {
         outcome: decide(any, all_ok),
         evidence,
         numbers,
+        informational: false,
     }
 }
 
