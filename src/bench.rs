@@ -339,10 +339,93 @@ fn tui_overhead(quick: bool, out: &mut String) {
     }
 }
 
+/// Tokens per second of every vsae arm, and the cost of dead-feature tracking relative to one
+/// training step.
+fn sae_throughput(quick: bool, out: &mut String) {
+    use crate::experiments::sae::model::{Sae, Variant};
+    use crate::metrics::dead_features::DeadFeatureTracker;
+
+    let Some(preset) = presets::load_all(&[])
+        .ok()
+        .and_then(|p| p.into_iter().find(|p| p.id == "vsae"))
+    else {
+        return;
+    };
+    let exp = experiments::find("vsae").unwrap();
+    let specs = exp.params();
+    let steps = if quick { 50 } else { 300 };
+    let _ = writeln!(
+        out,
+        "\nvsae: tokens per second per arm ({steps} vs {} steps, seed 0, one thread):",
+        2 * steps
+    );
+    for arm in &preset.arms {
+        let timed = |n: usize| -> Result<f64, String> {
+            let mut p = arm.params.clone();
+            p.apply_overrides(
+                &specs,
+                &[set("steps", n), set("log_every", n), set("mlp_steps", 1)],
+            )?;
+            let stop = AtomicBool::new(false);
+            let mut sink = MemorySink::default();
+            let mut ctx = RunContext::new(&p, 0, None, &mut sink, &stop);
+            let t = Instant::now();
+            exp.run(&mut ctx).map_err(|e| format!("{e:?}"))?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        let batch = arm.params.usize("batch") as f64;
+        match (timed(steps), timed(2 * steps)) {
+            (Ok(a), Ok(b)) if b > a => {
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {:>10.0} tokens/s  ({:.2} ms/step)",
+                    arm.name,
+                    steps as f64 * batch / (b - a),
+                    (b - a) / steps as f64 * 1e3
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  {:<20} (could not be timed)", arm.name);
+            }
+        }
+    }
+    // Tracking cost against a TopK step at the preset's size.
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(0);
+    let (d, m, k, b) = (32, 192, 8, 256);
+    let sae = Sae::new(d, m, k, Variant::TopK, &mut rng);
+    let x: Vec<f32> = (0..b * d)
+        .map(|i| ((i * 7919) % 13) as f32 * 0.1 - 0.6)
+        .collect();
+    let reps = if quick { 20 } else { 200 };
+    let t = Instant::now();
+    let mut z = Vec::new();
+    for _ in 0..reps {
+        z = sae.train_step(&dev, &x, b, None, &mut rng).z;
+    }
+    let step_s = t.elapsed().as_secs_f64() / reps as f64;
+    let mut tracker = DeadFeatureTracker::new(m, 25_600);
+    let t = Instant::now();
+    for _ in 0..reps {
+        tracker.observe(std::hint::black_box(&z), b);
+        std::hint::black_box(tracker.dead_fraction());
+    }
+    let track_s = t.elapsed().as_secs_f64() / reps as f64;
+    let _ = writeln!(
+        out,
+        "  dead-feature tracking: {:.1} us per batch of {b} tokens x {m} latents, {:.2}% of a \
+         TopK training step ({:.2} ms; target under 5%)",
+        track_s * 1e6,
+        track_s / step_s * 100.0,
+        step_s * 1e3
+    );
+}
+
 /// The whole report.
 pub fn report(quick: bool) -> String {
     let mut out = String::new();
     steps_per_second(quick, &mut out);
+    sae_throughput(quick, &mut out);
     hutchinson_cost(quick, &mut out);
     manager_overhead(quick, &mut out);
     frame_render(quick, &mut out);
