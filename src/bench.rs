@@ -421,11 +421,69 @@ fn sae_throughput(quick: bool, out: &mut String) {
     );
 }
 
+/// NFE, wall time per prediction and training speed of every local-reg-node arm.
+fn node_costs(quick: bool, out: &mut String) {
+    let Some(preset) = presets::load_all(&[])
+        .ok()
+        .and_then(|p| p.into_iter().find(|p| p.id == "local-reg-node"))
+    else {
+        return;
+    };
+    let exp = experiments::find("local-reg-node").unwrap();
+    let specs = exp.params();
+    let _ = writeln!(
+        out,
+        "\nlocal-reg-node: per arm after training (seed 0{}):",
+        if quick {
+            ", 50 steps"
+        } else {
+            ", the preset's steps"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<14} {:>9} {:>16} {:>14} {:>10}",
+        "arm", "test NFE", "us/prediction", "train steps/s", "accuracy"
+    );
+    for arm in &preset.arms {
+        let mut p = arm.params.clone();
+        if quick && p.apply_overrides(&specs, &[set("steps", 50)]).is_err() {
+            continue;
+        }
+        let stop = AtomicBool::new(false);
+        let mut sink = MemorySink::default();
+        let mut ctx = RunContext::new(&p, 0, None, &mut sink, &stop);
+        match exp.run(&mut ctx) {
+            Ok(end) => {
+                let v = |k: &str| end.final_values.get(k).copied().unwrap_or(f64::NAN);
+                let score = if v("test_acc").is_finite() {
+                    format!("{:.4}", v("test_acc"))
+                } else {
+                    format!("mse {:.4}", v("test_mse"))
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:<14} {:>9.0} {:>16.1} {:>14.0} {:>10}",
+                    arm.name,
+                    v("nfe_test"),
+                    v("us_per_prediction"),
+                    1e3 / v("step_ms"),
+                    score
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  {:<14} ({e:?})", arm.name);
+            }
+        }
+    }
+}
+
 /// The whole report.
 pub fn report(quick: bool) -> String {
     let mut out = String::new();
     steps_per_second(quick, &mut out);
     sae_throughput(quick, &mut out);
+    node_costs(quick, &mut out);
     hutchinson_cost(quick, &mut out);
     manager_overhead(quick, &mut out);
     frame_render(quick, &mut out);

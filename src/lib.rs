@@ -9,6 +9,7 @@ pub mod engine;
 pub mod experiments;
 pub mod headless;
 pub mod metrics;
+pub mod ode;
 pub mod optim;
 pub mod params;
 pub mod presets;

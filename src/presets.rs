@@ -18,6 +18,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../presets/sgd-stability.toml"),
     ),
     ("presets/vsae.toml", include_str!("../presets/vsae.toml")),
+    (
+        "presets/local-reg-node.toml",
+        include_str!("../presets/local-reg-node.toml"),
+    ),
 ];
 
 /// The paper a preset reproduces.

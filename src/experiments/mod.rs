@@ -2,6 +2,7 @@
 //! one arm of a preset through a [`RunContext`] (which streams its metrics) and, once every run of
 //! a launch has ended, computes the preset's verdict from what the runs measured.
 
+pub mod node;
 pub mod sae;
 pub mod stability;
 
@@ -35,10 +36,11 @@ pub trait Experiment: Send + Sync {
 
 static STABILITY: stability::SgdStability = stability::SgdStability;
 static VSAE: sae::VariationalSae = sae::VariationalSae;
+static NODE: node::LocalRegNode = node::LocalRegNode;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE]
+    vec![&STABILITY, &VSAE, &NODE]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {

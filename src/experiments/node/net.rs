@@ -1,0 +1,206 @@
+//! The neural ODE: a dfdx dynamics network, solved on the host with the adaptive solver (which
+//! picks the steps and counts evaluations), then replayed on the dfdx tape over the accepted
+//! steps so that gradients flow back through the solver (discretize-then-optimize).
+//!
+//! Dynamics: `f(t, y) = tanh(y W1 + t w_t + b1) W2 + b2`, on a batch of states (`b x d`).
+
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::ode::{dp5, Step, Tolerances};
+
+/// A taped batch of states.
+pub type Taped = Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>;
+type Tape64 = OwnedTape<f64, Cpu>;
+/// A taped scalar (a loss term).
+pub type TapedScalar = Tensor<(), f64, Cpu, OwnedTape<f64, Cpu>>;
+
+/// `n` handles on one taped tensor, each recording onto a tape that merges at the loss.
+pub fn fork(t: Taped, n: usize) -> Vec<Taped> {
+    let (t, tape) = t.split_tape();
+    let mut v = Vec::with_capacity(n);
+    v.push(t.clone().put_tape(tape));
+    for _ in 1..n {
+        v.push(t.retaped::<Tape64>());
+    }
+    v
+}
+
+/// Parameters of the dynamics network (flat, row-major).
+#[derive(Clone, Debug)]
+pub struct Dynamics {
+    pub d: usize,
+    pub hidden: usize,
+    pub w1: Vec<f64>,
+    pub wt: Vec<f64>,
+    pub b1: Vec<f64>,
+    pub w2: Vec<f64>,
+    pub b2: Vec<f64>,
+}
+
+/// The dynamics' parameters as (untaped) tensors, built once per training step so that every
+/// use on the tape shares their ids.
+pub struct DynamicsTensors {
+    pub w1: Tensor<(usize, usize), f64, Cpu>,
+    pub wt: Tensor<(usize,), f64, Cpu>,
+    pub b1: Tensor<(usize,), f64, Cpu>,
+    pub w2: Tensor<(usize, usize), f64, Cpu>,
+    pub b2: Tensor<(usize,), f64, Cpu>,
+}
+
+impl Dynamics {
+    pub fn new(d: usize, hidden: usize, scale: f64, rng: &mut impl Rng) -> Dynamics {
+        let mut g = |n: usize, fan_in: usize| -> Vec<f64> {
+            (0..n)
+                .map(|_| {
+                    let z: f64 = StandardNormal.sample(rng);
+                    scale * z / (fan_in as f64).sqrt()
+                })
+                .collect()
+        };
+        Dynamics {
+            d,
+            hidden,
+            w1: g(d * hidden, d),
+            wt: g(hidden, 1),
+            b1: vec![0.0; hidden],
+            w2: g(hidden * d, hidden),
+            b2: vec![0.0; d],
+        }
+    }
+
+    pub fn params_mut(&mut self) -> Vec<&mut Vec<f64>> {
+        vec![
+            &mut self.w1,
+            &mut self.wt,
+            &mut self.b1,
+            &mut self.w2,
+            &mut self.b2,
+        ]
+    }
+
+    pub fn tensors(&self, dev: &Cpu) -> DynamicsTensors {
+        let (d, h) = (self.d, self.hidden);
+        DynamicsTensors {
+            w1: dev.tensor_from_vec(self.w1.clone(), (d, h)),
+            wt: dev.tensor_from_vec(self.wt.clone(), (h,)),
+            b1: dev.tensor_from_vec(self.b1.clone(), (h,)),
+            w2: dev.tensor_from_vec(self.w2.clone(), (h, d)),
+            b2: dev.tensor_from_vec(self.b2.clone(), (d,)),
+        }
+    }
+
+    /// `f(t, y)` on the host for a flat batch `y` (`b x d`): no tape.
+    pub fn eval(&self, p: &DynamicsTensors, dev: &Cpu, t: f64, y: &[f64]) -> Vec<f64> {
+        let b = y.len() / self.d;
+        let (d, h) = (self.d, self.hidden);
+        let yt = dev.tensor_from_vec(y.to_vec(), (b, d));
+        let pre = yt.matmul(p.w1.clone())
+            + (p.b1.clone() + p.wt.clone() * t).broadcast_like::<_, Axis<0>>(&(b, h));
+        (pre.tanh().matmul(p.w2.clone()) + p.b2.clone().broadcast_like::<_, Axis<0>>(&(b, d)))
+            .as_vec()
+    }
+
+    /// `f(t, y)` on the tape.
+    pub fn eval_taped(&self, p: &DynamicsTensors, t: f64, y: Taped) -> Taped {
+        let b = y.shape().0;
+        let (d, h) = (self.d, self.hidden);
+        let bias = (p.b1.retaped::<Tape64>() + p.wt.retaped::<Tape64>() * t)
+            .broadcast_like::<_, Axis<0>>(&(b, h));
+        let pre = y.matmul(p.w1.retaped::<Tape64>()) + bias;
+        pre.tanh().matmul(p.w2.retaped::<Tape64>())
+            + p.b2
+                .retaped::<Tape64>()
+                .broadcast_like::<_, Axis<0>>(&(b, d))
+    }
+
+    /// Gradients of the dynamics' parameters, in the order of [`Dynamics::params_mut`].
+    pub fn grads(p: &DynamicsTensors, g: &Gradients<f64, Cpu>) -> Vec<Vec<f64>> {
+        let get = |t: &dyn Fn(&Gradients<f64, Cpu>) -> Vec<f64>| t(g);
+        vec![
+            get(&|g| g.get(&p.w1).as_vec()),
+            get(&|g| g.get(&p.wt).as_vec()),
+            get(&|g| g.get(&p.b1).as_vec()),
+            get(&|g| g.get(&p.w2).as_vec()),
+            get(&|g| g.get(&p.b2).as_vec()),
+        ]
+    }
+}
+
+/// One Dormand-Prince step on the tape. Returns the fifth-order state and, when asked, the
+/// scaled error norm of the step (`sqrt(mean((err / scale)^2))` with the tolerance scale of the
+/// host solve held constant).
+pub fn step_taped(
+    net: &Dynamics,
+    p: &DynamicsTensors,
+    y: Taped,
+    step: Step,
+    with_error: Option<&[f64]>,
+) -> (Taped, Option<TapedScalar>) {
+    let (t, h) = (step.t, step.h);
+    // Uses of each stage k_i (i = 0..6): later stages, the error estimate.
+    let stages = 7;
+    let uses = |i: usize| -> usize {
+        let later = (i + 1..stages).filter(|&s| dp5::A[s][i] != 0.0).count();
+        let in_err = usize::from(with_error.is_some() && dp5::e(i) != 0.0);
+        later + in_err
+    };
+    let mut ys = fork(y, stages);
+    let mut ks: Vec<Vec<Taped>> = Vec::with_capacity(stages);
+    let k0 = net.eval_taped(p, t, ys.remove(0));
+    ks.push(fork(k0, uses(0).max(1)));
+    let mut y5 = None;
+    for s in 1..stages {
+        let mut acc = ys.remove(0);
+        for (j, copies) in ks.iter_mut().enumerate() {
+            let a = dp5::A[s][j];
+            if a != 0.0 {
+                acc = acc + copies.pop().expect("stage use") * (h * a);
+            }
+        }
+        if s == stages - 1 {
+            // The last stage's input is the fifth-order solution.
+            if with_error.is_none() {
+                return (acc, None);
+            }
+            let mut both = fork(acc, 2);
+            let k6 = net.eval_taped(p, t + h, both.pop().unwrap());
+            ks.push(vec![k6]);
+            y5 = both.pop();
+            break;
+        }
+        let k = net.eval_taped(p, t + dp5::C[s] * h, acc);
+        ks.push(fork(k, uses(s).max(1)));
+    }
+    let y5 = y5.expect("fifth-order state");
+    let scale = with_error.expect("scale");
+    let b = y5.shape().0;
+    let d = y5.shape().1;
+    let mut err: Option<Taped> = None;
+    for (j, copies) in ks.iter_mut().enumerate() {
+        let e = dp5::e(j);
+        if e != 0.0 {
+            let term = copies.pop().expect("error use") * (h * e);
+            err = Some(match err {
+                None => term,
+                Some(acc) => acc + term,
+            });
+        }
+    }
+    let inv: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
+    let inv = y5.device().tensor_from_vec(inv, (b, d));
+    let norm = (err.expect("error terms") * inv)
+        .square()
+        .mean::<Rank0, _>()
+        .sqrt();
+    (y5, Some(norm))
+}
+
+/// The tolerance scale `atol + rtol * max(|y0|, |y1|)` of one step, from host values.
+pub fn tolerance_scale(y0: &[f64], y1: &[f64], tol: Tolerances) -> Vec<f64> {
+    y0.iter()
+        .zip(y1)
+        .map(|(a, b)| tol.atol + tol.rtol * a.abs().max(b.abs()))
+        .collect()
+}
