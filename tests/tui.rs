@@ -403,3 +403,60 @@ async fn app_loop_launches_streams_stops_and_quits_from_keys() {
     let text: String = buf.content().iter().map(|c| c.symbol()).collect();
     assert!(text.contains("relu-gd s0"), "{text}");
 }
+
+#[test]
+fn relative_nfe_is_derived_live_from_the_baseline_arm() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    let idx = a
+        .presets
+        .iter()
+        .position(|p| p.id == "local-reg-node")
+        .unwrap();
+    a.select_preset(idx);
+    let p = a.presets[idx].clone();
+    let launch_dir = root.path().join("local-reg-node-x");
+    let infos: Vec<RunInfo> = ["digits-none", "digits-local"]
+        .iter()
+        .enumerate()
+        .map(|(i, arm)| RunInfo {
+            id: 20 + i as u64,
+            launch: 2,
+            preset: p.id.clone(),
+            arm: arm.to_string(),
+            seed: 0,
+            params: p.arm(arm).unwrap().params.clone(),
+            total_steps: 100,
+            dir: launch_dir.join(format!("{arm}-s0")),
+        })
+        .collect();
+    a.add_launch(&p.id, 2, &launch_dir, &infos);
+    for (info, nfe) in infos.iter().zip([50.0, 26.0]) {
+        for step in [0u64, 50] {
+            a.apply(EngineEvent::Metrics {
+                run: info.id,
+                point: MetricPoint {
+                    step,
+                    elapsed_s: step as f64,
+                    metrics: [("nfe_test".to_string(), nfe)].into_iter().collect(),
+                },
+            });
+        }
+    }
+    let local = a.runs.iter().position(|r| r.arm == "digits-local").unwrap();
+    let rel = a.series_points(local, "nfe_test_relative").unwrap();
+    assert_eq!(rel, vec![(0.0, 0.52), (50.0, 0.52)]);
+    let names: Vec<&str> = a.chart_metrics().iter().map(|m| m.name).collect();
+    let i = names
+        .iter()
+        .position(|n| *n == "nfe_test_relative")
+        .unwrap();
+    a.focus = Panel::Dashboard;
+    a.metric_idx = i;
+    let s = screen(&a, 140, 40);
+    assert!(
+        s.contains("test NFE relative to the unregularized arm"),
+        "{s}"
+    );
+    assert!(s.contains("0.5200"), "{s}");
+}

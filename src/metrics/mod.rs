@@ -24,6 +24,19 @@ pub struct MetricSpec {
     pub reference: Option<&'static str>,
     /// A metric holding this one's standard error, for error bars.
     pub std_err: Option<&'static str>,
+    /// Also chart this metric relative to a baseline arm of the same launch and seed.
+    pub relative: Option<Relative>,
+}
+
+/// A derived series: a metric divided by the same metric of the baseline run (the run of the
+/// same launch and seed whose parameter `param` equals `value`), at the nearest earlier step.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Relative {
+    /// Name of the derived series.
+    pub name: &'static str,
+    pub label: &'static str,
+    pub param: &'static str,
+    pub value: &'static str,
 }
 
 impl MetricSpec {
@@ -35,6 +48,7 @@ impl MetricSpec {
             log_scale: false,
             reference: None,
             std_err: None,
+            relative: None,
         }
     }
     pub const fn log(mut self) -> MetricSpec {
@@ -52,5 +66,22 @@ impl MetricSpec {
     pub const fn std_err(mut self, other: &'static str) -> MetricSpec {
         self.std_err = Some(other);
         self
+    }
+    pub const fn relative(mut self, r: Relative) -> MetricSpec {
+        self.relative = Some(r);
+        self
+    }
+
+    /// The spec of the derived relative series, if any.
+    pub fn relative_spec(&self) -> Option<MetricSpec> {
+        self.relative.map(|r| MetricSpec {
+            name: r.name,
+            label: r.label,
+            unit: "ratio",
+            log_scale: false,
+            reference: None,
+            std_err: None,
+            relative: None,
+        })
     }
 }

@@ -309,11 +309,12 @@ impl App {
                 .iter()
                 .flat_map(|m| m.reference.into_iter().chain(m.std_err))
                 .collect();
-            return all
-                .iter()
-                .filter(|m| !secondary.contains(&m.name))
-                .cloned()
-                .collect();
+            let mut out = Vec::new();
+            for m in all.iter().filter(|m| !secondary.contains(&m.name)) {
+                out.push(m.clone());
+                out.extend(m.relative_spec());
+            }
+            return out;
         }
         let mut names: Vec<String> = shown
             .iter()
@@ -720,6 +721,42 @@ impl App {
             None if self.runs.iter().any(|r| r.preset == id) => "ran, no verdict".into(),
             None => "never run".into(),
         }
+    }
+
+    /// The points of `metric` for run `i`: its own series, or a derived relative series (the
+    /// metric divided by the baseline run's at the nearest earlier step).
+    pub fn series_points(&self, i: usize, metric: &str) -> Option<Vec<(f64, f64)>> {
+        let run = &self.runs[i];
+        if let Some(h) = run.series.get(metric) {
+            return Some(h.points());
+        }
+        let exp = self
+            .presets
+            .iter()
+            .find(|p| p.id == run.preset)
+            .and_then(|p| experiments::find(&p.experiment))?;
+        let spec = exp
+            .metrics()
+            .into_iter()
+            .find(|m| m.relative.is_some_and(|r| r.name == metric))?;
+        let rel = spec.relative?;
+        let base = self.runs.iter().find(|b| {
+            b.dir.parent() == run.dir.parent()
+                && b.seed == run.seed
+                && b.params.get(rel.param)
+                    == Some(&crate::params::ParamValue::Text(rel.value.to_string()))
+                && b.params.get("task") == run.params.get("task")
+        })?;
+        let num = run.series.get(spec.name)?.points();
+        let den = base.series.get(spec.name)?.points();
+        Some(
+            num.iter()
+                .filter_map(|&(x, y)| {
+                    let d = den.iter().rev().find(|p| p.0 <= x)?.1;
+                    (d != 0.0 && d.is_finite()).then_some((x, y / d))
+                })
+                .collect(),
+        )
     }
 
     /// Final values per run of the shown runs, for tests and the verdict panel.

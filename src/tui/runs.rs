@@ -59,6 +59,7 @@ pub struct RunView {
     pub seed: u64,
     pub dir: PathBuf,
     pub total_steps: u64,
+    pub params: crate::params::Params,
     pub phase: Phase,
     pub series: BTreeMap<String, History>,
     pub step: u64,
@@ -78,6 +79,7 @@ impl RunView {
             seed: info.seed,
             dir: info.dir.clone(),
             total_steps: info.total_steps,
+            params: info.params.clone(),
             phase: Phase::Queued,
             series: BTreeMap::new(),
             step: 0,
@@ -106,6 +108,7 @@ impl RunView {
             seed: r.config.seed,
             dir: dir.to_path_buf(),
             total_steps: total,
+            params: r.config.params.clone(),
             phase: match r.summary {
                 Some(s) => Phase::Ended(s.status),
                 None => Phase::Elsewhere,

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
-use crate::metrics::MetricSpec;
+use crate::metrics::{MetricSpec, Relative};
 use crate::ode::{self, Tolerances};
 use crate::optim::Adam;
 use crate::params::{ParamKind, ParamSpec, ParamValue, Params};
@@ -174,6 +174,12 @@ impl Experiment for LocalRegNode {
                 help: "none; local (error estimate x step size at one random step per batch); global (summed over the trajectory)",
             },
             float("reg_weight", 1.0, 0.0, 1e6, "weight of the regularizer"),
+            ParamSpec {
+                name: "sampling",
+                kind: ParamKind::Choice(&["unbiased", "biased"]),
+                default: ParamValue::Text("unbiased".into()),
+                help: "local: a uniformly random time (its step is picked in proportion to its length), or a uniformly random accepted step (biased towards where the solver takes small steps)",
+            },
             int("steps", 400, 1, 100_000_000, "training steps"),
             int("batch", 64, 1, 100_000, "samples per step (digits)"),
             float("lr", 1e-2, 1e-9, 10.0, "Adam learning rate"),
@@ -196,7 +202,14 @@ impl Experiment for LocalRegNode {
             MetricSpec::new("test_acc", "test accuracy").unit("fraction"),
             MetricSpec::new("test_mse", "test error (MSE)").log(),
             MetricSpec::new("nfe_train", "NFE per training forward pass"),
-            MetricSpec::new("nfe_test", "NFE per test prediction (sparse outputs)"),
+            MetricSpec::new("nfe_test", "NFE per test prediction (sparse outputs)").relative(
+                Relative {
+                    name: "nfe_test_relative",
+                    label: "test NFE relative to the unregularized arm",
+                    param: "regularizer",
+                    value: "none",
+                },
+            ),
             MetricSpec::new("us_per_prediction", "wall time per prediction").unit("us"),
             MetricSpec::new("reg_value", "error-estimate regularizer (global form)").log(),
             MetricSpec::new("step_ms", "training step time (mean so far)").unit("ms"),
@@ -265,6 +278,7 @@ impl Experiment for LocalRegNode {
             t_end: p.f64("t_end"),
             reg,
             reg_weight: p.f64("reg_weight"),
+            biased: p.text("sampling") == "biased",
         };
         let mut adam = Adam64::new(p.f64("lr"));
         let (steps, log_every, batch) = (
@@ -378,6 +392,8 @@ struct Trainer {
     t_end: f64,
     reg: Regularizer,
     reg_weight: f64,
+    /// Local regularization samples a step uniformly instead of a time.
+    biased: bool,
 }
 
 struct StepResult {
@@ -603,10 +619,14 @@ impl Trainer {
         }
     }
 
-    /// The local regularizer's step: the accepted step containing a uniformly random time.
+    /// The local regularizer's step: the accepted step containing a uniformly random time
+    /// (unbiased sampling), or a uniformly random accepted step (biased sampling).
     fn pick_step(&self, sol: &ode::Solution, rng: &mut StdRng) -> Option<usize> {
         if self.reg != Regularizer::Local || sol.steps.is_empty() {
             return None;
+        }
+        if self.biased {
+            return Some(rng.gen_range(0..sol.steps.len()));
         }
         let last = sol.steps.last().unwrap();
         let t = rng.gen::<f64>() * (last.t + last.h);

@@ -66,8 +66,8 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
     let mut series: Vec<Series> = Vec::new();
     for (ci, &ri) in shown.iter().enumerate() {
         let run = &app.runs[ri];
-        if let Some(h) = run.series.get(m.name) {
-            series.push((ci, false, to_scale(&smooth(&h.points(), w), log)));
+        if let Some(points) = app.series_points(ri, m.name) {
+            series.push((ci, false, to_scale(&smooth(&points, w), log)));
         }
         if let Some(h) = m.reference.and_then(|r| run.series.get(r)) {
             series.push((ci, true, to_scale(&h.points(), log)));
@@ -224,16 +224,16 @@ fn render_table(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
             ];
             for &i in &order {
                 let name = metrics[i].name;
-                let cell = match r.series.get(name) {
-                    Some(h) => {
-                        let ys: Vec<f64> = h.points().iter().map(|p| p.1).collect();
+                let cell = match app.series_points(ri, name) {
+                    Some(points) if !points.is_empty() => {
+                        let ys: Vec<f64> = points.iter().map(|p| p.1).collect();
                         format!(
                             "{} {}",
                             sparkline(&ys, SPARK),
-                            fmt_num(h.last().map(|p| p.1).unwrap_or(f64::NAN))
+                            fmt_num(ys.last().copied().unwrap_or(f64::NAN))
                         )
                     }
-                    None => "-".into(),
+                    _ => "-".into(),
                 };
                 cells.push(Cell::from(cell));
             }
