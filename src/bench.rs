@@ -178,6 +178,7 @@ fn frame_render(quick: bool, out: &mut String) {
             params: Params::default(),
             total_steps: 1_000_000,
             dir: launch.join(format!("arm{i}-s0")),
+            device: Default::default(),
         })
         .collect();
     app.add_launch("sgd-stability", 1, &launch, &infos);
@@ -264,6 +265,7 @@ fn tui_overhead(quick: bool, out: &mut String) {
         arms: vec!["relu-gd-eta0.1".into()],
         seeds: vec![0],
         overrides: overrides.clone(),
+        device: Default::default(),
     };
     let root = std::env::temp_dir().join(format!("reglab-bench-tui-{}", std::process::id()));
     let wall = |dir: &std::path::Path| {
@@ -296,6 +298,7 @@ fn tui_overhead(quick: bool, out: &mut String) {
                 arms: req.arms.clone(),
                 overrides: overrides.clone(),
                 seeds: vec![0],
+                device: Default::default(),
             },
         );
         let dir = app.runs.last()?.dir.clone();

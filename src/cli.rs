@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::device::DeviceChoice;
 use crate::params::Override;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -14,6 +15,7 @@ pub enum Command {
         arms: Vec<String>,
         overrides: Vec<Override>,
         seeds: Vec<u64>,
+        device: DeviceChoice,
     },
     Runs,
     Show {
@@ -53,6 +55,7 @@ options:
   --runs DIR        runs folder (default ./runs)
   --presets DIR     also load the presets in DIR (repeatable)
   --jobs N          run at most N runs at once (default: number of cores)
+  --device D        cpu (default) or cuda (binaries built with the cuda feature)
 ";
 
 fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a String, String> {
@@ -74,6 +77,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut overrides = Vec::new();
     let mut seeds = Vec::new();
     let mut quick = false;
+    let mut device = DeviceChoice::Cpu;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -106,6 +110,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     .ok_or_else(|| format!("--jobs {v}: expected a positive integer"))?;
             }
             "--quick" => quick = true,
+            "--device" => device = value(a, &mut it)?.parse()?,
             s if s.starts_with('-') => {
                 return Err(format!("unknown option `{s}` (see reglab --help)"))
             }
@@ -155,6 +160,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 arms,
                 overrides,
                 seeds,
+                device,
             }
         }
         Some(other) => return Err(format!("unknown command `{other}` (see reglab --help)")),
@@ -184,6 +190,7 @@ mod tests {
                 arms,
                 overrides,
                 seeds,
+                ..
             } => {
                 assert_eq!(preset, "sgd-stability");
                 assert_eq!(arms, vec!["a", "b"]);
@@ -202,6 +209,7 @@ mod tests {
         assert!(parse(&args("run p --seed x")).is_err());
         assert!(parse(&args("run p --set eta")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
+        assert!(parse(&args("run p --device tpu")).is_err());
         assert!(parse(&args("list --bogus")).is_err());
         assert_eq!(parse(&[]).unwrap().command, Command::Home);
     }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod device;
 pub mod engine;
 pub mod experiments;
 pub mod headless;

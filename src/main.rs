@@ -99,6 +99,7 @@ fn main() -> ExitCode {
             arms,
             overrides,
             seeds,
+            device,
         } => {
             let Some(preset) = presets.iter().find(|p| p.id == preset) else {
                 let ids: Vec<&str> = presets.iter().map(|p| p.id.as_str()).collect();
@@ -111,8 +112,12 @@ fn main() -> ExitCode {
                 arms,
                 seeds,
                 overrides,
+                device,
             };
             if let Err(e) = reglab::engine::manager::resolve(preset, &req) {
+                return fail(e);
+            }
+            if let Err(e) = reglab::device::check_available(device) {
                 return fail(e);
             }
             let rt = match tokio::runtime::Builder::new_multi_thread()

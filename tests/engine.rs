@@ -93,6 +93,7 @@ async fn a_diverging_run_ends_at_its_step_while_the_others_finish() {
         ],
         seeds: vec![0],
         overrides: vec![],
+        device: Default::default(),
     };
     let mut out: Vec<u8> = Vec::new();
     let res = headless::run(Arc::new(m), &mut events, &p, &req, &mut out)
@@ -162,6 +163,7 @@ async fn run_store_reopens_what_was_streamed_and_runs_are_deterministic() {
         arms: vec!["relu-sgd1-eta0.02".into()],
         seeds: vec![5],
         overrides: vec![set("steps", "3000"), set("log_every", "500")],
+        device: Default::default(),
     };
     let a = m.launch(&p, &req).unwrap();
     let (streamed, _) = collect(&mut events).await;
@@ -233,6 +235,7 @@ async fn stop_all_ends_runs_early_and_keeps_their_metrics() {
             set("log_every", "200"),
             set("stop_loss", "0"),
         ],
+        device: Default::default(),
     };
     let launch = m.launch(&p, &req).unwrap();
     // Wait for the first measurements, then stop everything.

@@ -139,6 +139,7 @@ async fn local_regularization_cuts_nfe_at_similar_accuracy() {
             key: "steps".into(),
             value: "200".into(),
         }],
+        device: Default::default(),
     };
     let mut out: Vec<u8> = Vec::new();
     let res = headless::run(Arc::new(m), &mut events, &p, &req, &mut out)

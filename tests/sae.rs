@@ -199,6 +199,7 @@ async fn vsae_has_more_dead_latents_and_worse_reconstruction_on_synthetic_data()
             key: "steps".into(),
             value: "2000".into(),
         }],
+        device: Default::default(),
     };
     let mut out: Vec<u8> = Vec::new();
     let res = headless::run(Arc::new(m), &mut events, &p, &req, &mut out)

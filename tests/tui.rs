@@ -64,6 +64,7 @@ fn app_with_data(root: &Path) -> App {
             params: Params::default(),
             total_steps: 1000,
             dir: launch_dir.join(format!("{arm}-s0")),
+            device: Default::default(),
         })
         .collect();
     a.add_launch(&p.id, 1, &launch_dir, &infos);
@@ -428,6 +429,7 @@ fn relative_nfe_is_derived_live_from_the_baseline_arm() {
             params: p.arm(arm).unwrap().params.clone(),
             total_steps: 100,
             dir: launch_dir.join(format!("{arm}-s0")),
+            device: Default::default(),
         })
         .collect();
     a.add_launch(&p.id, 2, &launch_dir, &infos);

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::store::{self, MetricPoint, MetricsWriter, RunConfig, RunStore, RunSummary};
+use crate::device::DeviceChoice;
 use crate::experiments::{
     self, Experiment, FinishedRun, MetricSink, RunContext, RunEnd, RunStatus, RunStop,
 };
@@ -56,6 +57,7 @@ pub struct RunInfo {
     pub params: Params,
     pub total_steps: u64,
     pub dir: PathBuf,
+    pub device: DeviceChoice,
 }
 
 /// What to launch: a preset, some of its arms (all when empty), seeds (the preset's when empty)
@@ -65,6 +67,7 @@ pub struct LaunchRequest {
     pub arms: Vec<String>,
     pub seeds: Vec<u64>,
     pub overrides: Vec<Override>,
+    pub device: DeviceChoice,
 }
 
 /// A launch in progress.
@@ -154,6 +157,7 @@ impl RunManager {
         let exp = experiments::find(&preset.experiment)
             .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
         let planned = resolve(preset, req)?;
+        crate::device::check_available(req.device)?;
         let launch_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dir = self.store.create_launch(&preset.id).map_err(|e| {
             format!(
@@ -172,6 +176,7 @@ impl RunManager {
                 params: params.clone(),
                 reglab_version: env!("CARGO_PKG_VERSION").to_string(),
                 started_utc: store::utc_stamp(),
+                device: req.device,
             };
             let run_dir = self
                 .store
@@ -186,6 +191,7 @@ impl RunManager {
                 total_steps: exp.total_steps(&params),
                 params,
                 dir: run_dir,
+                device: req.device,
             };
             let stop = Arc::new(AtomicBool::new(false));
             self.stops.lock().unwrap().insert(info.id, stop.clone());
@@ -357,7 +363,8 @@ fn train(
             Some(info.dir.clone()),
             &mut sink,
             stop,
-        );
+        )
+        .on_device(info.device);
         match std::panic::catch_unwind(AssertUnwindSafe(|| exp.run(&mut ctx))) {
             Ok(r) => r,
             Err(p) => {

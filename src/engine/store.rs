@@ -34,6 +34,9 @@ pub struct RunConfig {
     pub params: Params,
     pub reglab_version: String,
     pub started_utc: String,
+    /// Where it trained (cpu when absent, for runs written before the choice existed).
+    #[serde(default)]
+    pub device: crate::device::DeviceChoice,
 }
 
 /// `summary.json`.

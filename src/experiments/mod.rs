@@ -51,6 +51,34 @@ pub fn kinds() -> Vec<&'static str> {
     all().iter().map(|e| e.kind()).collect()
 }
 
+/// Runs `$body` with `$dev` bound to the dfdx device the context asks for: the CPU, or (in
+/// binaries built with the `cuda` feature) GPU 0. Without a GPU the run fails with one line.
+#[macro_export]
+macro_rules! on_device {
+    ($ctx:expr, |$dev:ident| $body:expr) => {
+        match $ctx.device {
+            $crate::device::DeviceChoice::Cpu => {
+                let $dev = dfdx::prelude::Cpu::default();
+                $body
+            }
+            $crate::device::DeviceChoice::Cuda => {
+                #[cfg(feature = "cuda")]
+                {
+                    let $dev = $crate::device::cuda::build($ctx.seed)
+                        .map_err($crate::experiments::RunStop::Failed)?;
+                    $body
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    Err($crate::experiments::RunStop::Failed(
+                        $crate::device::BUILD_HINT.to_string(),
+                    ))
+                }
+            }
+        }
+    };
+}
+
 /// Where a run's measurements go: the engine writes them to the run store and streams them.
 pub trait MetricSink: Send {
     fn record(&mut self, step: u64, values: &[(&'static str, f64)]);
@@ -77,6 +105,8 @@ impl MetricSink for MemorySink {
 pub struct RunContext<'a> {
     pub params: &'a Params,
     pub seed: u64,
+    /// Where to train (the CPU unless asked otherwise).
+    pub device: crate::device::DeviceChoice,
     /// The run's directory, for artifacts (final parameters, data). None in memory-only runs.
     pub dir: Option<PathBuf>,
     sink: &'a mut dyn MetricSink,
@@ -94,10 +124,17 @@ impl<'a> RunContext<'a> {
         RunContext {
             params,
             seed,
+            device: crate::device::DeviceChoice::Cpu,
             dir,
             sink,
             stop,
         }
+    }
+
+    /// Trains on `device` instead of the CPU.
+    pub fn on_device(mut self, device: crate::device::DeviceChoice) -> RunContext<'a> {
+        self.device = device;
+        self
     }
 
     pub fn record(&mut self, step: u64, values: &[(&'static str, f64)]) {

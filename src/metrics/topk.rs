@@ -41,10 +41,10 @@ pub fn topk_mask(values: &[f32], rows: usize, cols: usize, k: usize) -> Vec<f32>
 }
 
 /// TopK of a `(rows, cols)` tensor on the tape: `x * mask(x)`.
-pub fn topk<T: Tape<f32, Cpu> + Merge<NoneTape>>(
-    x: Tensor<(usize, usize), f32, Cpu, T>,
+pub fn topk<D: Device<f32>, T: Tape<f32, D> + Merge<NoneTape>>(
+    x: Tensor<(usize, usize), f32, D, T>,
     k: usize,
-) -> Tensor<(usize, usize), f32, Cpu, T> {
+) -> Tensor<(usize, usize), f32, D, T> {
     let (rows, cols) = *x.shape();
     let mask = topk_mask(&x.as_vec(), rows, cols, k);
     let dev = x.device().clone();

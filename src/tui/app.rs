@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::device::DeviceChoice;
 use crate::engine::manager::{EngineEvent, LaunchId};
 use crate::engine::store::{self, RunStore};
 use crate::engine::{RunId, RunInfo};
@@ -62,6 +63,7 @@ pub enum Action {
         arms: Vec<String>,
         overrides: Vec<Override>,
         seeds: Vec<u64>,
+        device: DeviceChoice,
     },
     Stop(RunId),
     StopAll,
@@ -122,6 +124,8 @@ pub struct App {
     pub staged: HashMap<String, Vec<Override>>,
     /// Seeds staged in the editor, per preset id.
     pub staged_seeds: HashMap<String, Vec<u64>>,
+    /// Device staged in the editor, per preset id (the CPU when absent).
+    pub staged_device: HashMap<String, DeviceChoice>,
     pub message: String,
     pub dirty: bool,
     pub store: RunStore,
@@ -148,6 +152,7 @@ impl App {
             latest_launch: HashMap::new(),
             staged: HashMap::new(),
             staged_seeds: HashMap::new(),
+            staged_device: HashMap::new(),
             message: "Enter launches the selected preset; ? lists every key".into(),
             dirty: true,
             store,
@@ -447,6 +452,7 @@ impl App {
             arms: arms.unwrap_or_default(),
             overrides: self.staged.get(&p.id).cloned().unwrap_or_default(),
             seeds: self.staged_seeds.get(&p.id).cloned().unwrap_or_default(),
+            device: self.staged_device.get(&p.id).copied().unwrap_or_default(),
         })
     }
 
@@ -614,6 +620,19 @@ impl App {
             original: join(&p.seeds),
         };
         fields.insert(fields.len().min(3), seeds);
+        let device = self.staged_device.get(&p.id).copied().unwrap_or_default();
+        fields.insert(
+            fields.len().min(4),
+            Field {
+                name: "device".into(),
+                text: if device == DeviceChoice::Cpu {
+                    String::new()
+                } else {
+                    device.to_string()
+                },
+                original: "cpu".into(),
+            },
+        );
         self.overlay = Overlay::Params {
             fields,
             cursor: 0,
@@ -642,7 +661,7 @@ impl App {
             }
             KeyCode::Char(c) => fields[cursor].text.push(c),
             KeyCode::Enter => match self.validate_fields(&fields) {
-                Ok((overrides, seeds)) => {
+                Ok((overrides, seeds, device)) => {
                     let id = self.preset()?.id.clone();
                     self.message = if overrides.is_empty() {
                         "no parameter overrides: the preset's values apply".into()
@@ -654,7 +673,8 @@ impl App {
                         format!("next launch of {id} uses {}", s.join(" "))
                     };
                     self.staged.insert(id.clone(), overrides);
-                    self.staged_seeds.insert(id, seeds);
+                    self.staged_seeds.insert(id.clone(), seeds);
+                    self.staged_device.insert(id, device);
                     self.overlay = Overlay::None;
                     return None;
                 }
@@ -671,14 +691,25 @@ impl App {
     }
 
     /// Validates the editor's fields exactly as `--set` is validated.
-    pub fn validate_fields(&self, fields: &[Field]) -> Result<(Vec<Override>, Vec<u64>), String> {
+    pub fn validate_fields(
+        &self,
+        fields: &[Field],
+    ) -> Result<(Vec<Override>, Vec<u64>, DeviceChoice), String> {
         let p = self.preset().ok_or("no preset")?;
         let exp = experiments::find(&p.experiment).ok_or("unknown experiment")?;
         let specs = exp.params();
         let mut overrides = Vec::new();
         let mut seeds = p.seeds.clone();
+        let mut device = DeviceChoice::Cpu;
         for f in fields {
             let text = f.text.trim();
+            if f.name == "device" {
+                if !text.is_empty() {
+                    device = text.parse()?;
+                    crate::device::check_available(device)?;
+                }
+                continue;
+            }
             if f.name == "seeds" {
                 let parsed: Result<Vec<u64>, _> = text
                     .split(',')
@@ -703,7 +734,7 @@ impl App {
             check.apply_overrides(&specs, std::slice::from_ref(&o))?;
             overrides.push(o);
         }
-        Ok((overrides, seeds))
+        Ok((overrides, seeds, device))
     }
 
     /// Status of a preset in the picker: never run, running, or its last verdict.

@@ -58,6 +58,7 @@ pub fn perform(app: &mut App, manager: &RunManager, action: &Action) {
             arms,
             overrides,
             seeds,
+            device,
         } => {
             let Some(p) = app.presets.get(*preset).cloned() else {
                 return;
@@ -66,6 +67,7 @@ pub fn perform(app: &mut App, manager: &RunManager, action: &Action) {
                 arms: arms.clone(),
                 seeds: seeds.clone(),
                 overrides: overrides.clone(),
+                device: *device,
             };
             match manager.launch(&p, &req) {
                 Ok(l) => app.add_launch(&p.id, l.id, &l.dir, &l.runs),

@@ -235,6 +235,7 @@ mod tests {
             params: Params::default(),
             reglab_version: "0".into(),
             started_utc: "x".into(),
+            device: Default::default(),
         };
         let dir = store.create_run(&launch, &config).unwrap();
         let mut w = MetricsWriter::create(&dir.join("metrics.jsonl")).unwrap();

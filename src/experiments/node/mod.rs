@@ -234,6 +234,17 @@ impl Experiment for LocalRegNode {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
+        crate::on_device!(ctx, |dev| train(ctx, &dev))
+    }
+
+    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
+        verdict::compute(claim, preset_id, runs)
+    }
+}
+
+/// Trains one run on the device `dev`.
+fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
+    {
         let p = ctx.params.clone();
         let seed = ctx.seed;
         let mut data_rng = StdRng::seed_from_u64(seed ^ 0xDA7A);
@@ -294,7 +305,7 @@ impl Experiment for LocalRegNode {
         loop {
             if step.is_multiple_of(log_every) || step == steps {
                 let e = trainer
-                    .evaluate(&model, &task)
+                    .evaluate(dev, &model, &task)
                     .map_err(|e| RunStop::Diverged {
                         step,
                         reason: format!("test solve failed: {e}"),
@@ -322,7 +333,7 @@ impl Experiment for LocalRegNode {
             }
             let t0 = Instant::now();
             let out = trainer
-                .train_step(&mut model, &task, batch, &mut rng, &mut adam)
+                .train_step(dev, &mut model, &task, batch, &mut rng, &mut adam)
                 .map_err(|e| RunStop::Diverged { step, reason: e })?;
             total_ms += t0.elapsed().as_secs_f64() * 1e3;
             step_ms = total_ms / (step + 1) as f64;
@@ -335,10 +346,6 @@ impl Experiment for LocalRegNode {
             steps: step,
             final_values: last,
         })
-    }
-
-    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
-        verdict::compute(claim, preset_id, runs)
     }
 }
 
@@ -411,11 +418,11 @@ struct EvalResult {
 
 impl Trainer {
     /// The host solve of the ODE block: accepted steps and statistics.
-    fn solve(
+    fn solve<D: Device<f64>>(
         &self,
         net: &Dynamics,
-        p: &DynamicsTensors,
-        dev: &Cpu,
+        p: &DynamicsTensors<D>,
+        dev: &D,
         y0: &[f64],
         t_out: &[f64],
     ) -> Result<ode::Solution, String> {
@@ -425,14 +432,14 @@ impl Trainer {
 
     /// Replays the accepted steps on the tape from `y0`, returning the states at the output
     /// times (in order) and the regularizer's value on the tape, if any.
-    fn replay(
+    fn replay<D: Device<f64>>(
         &self,
         net: &Dynamics,
-        p: &DynamicsTensors,
-        y0: net::Taped,
+        p: &DynamicsTensors<D>,
+        y0: net::Taped<D>,
         plan: Plan<'_>,
         chosen: Option<usize>,
-    ) -> (Vec<net::Taped>, Option<net::TapedScalar>) {
+    ) -> (Vec<net::Taped<D>>, Option<net::TapedScalar<D>>) {
         let Plan {
             sol,
             states: host_states,
@@ -440,7 +447,7 @@ impl Trainer {
         } = plan;
         let mut y = y0;
         let mut outs = Vec::new();
-        let mut reg: Option<net::TapedScalar> = None;
+        let mut reg: Option<net::TapedScalar<D>> = None;
         let mut next_out = 0;
         for (j, st) in sol.steps.iter().enumerate() {
             let want_err = match self.reg {
@@ -476,15 +483,16 @@ impl Trainer {
         (outs, reg)
     }
 
-    fn train_step(
+    fn train_step<D: Device<f64>>(
         &self,
+        dev: &D,
         model: &mut Model,
         task: &Task,
         batch: usize,
         rng: &mut StdRng,
         adam: &mut Adam64,
     ) -> Result<StepResult, String> {
-        let dev = Cpu::default();
+        let dev = dev.clone();
         let net = &model.dynamics;
         let p = net.tensors(&dev);
         let d = net.d;
@@ -510,7 +518,7 @@ impl Trainer {
                 let w_out = dev.tensor_from_vec(model.w_out.clone(), (d, CLASSES));
                 let b_out = dev.tensor_from_vec(model.b_out.clone(), (CLASSES,));
                 let h0 = w_in.leaky_trace();
-                let h0 = xt.retaped::<OwnedTape<f64, Cpu>>().matmul(h0)
+                let h0 = xt.retaped::<OwnedTape<f64, D>>().matmul(h0)
                     + b_in.leaky_trace().broadcast_like::<_, Axis<0>>(&(batch, d));
                 let h0_values = h0.as_vec();
                 let t_out = [self.t_end];
@@ -534,15 +542,15 @@ impl Trainer {
                 }
                 let target = dev.tensor_from_vec(onehot, (batch, CLASSES));
                 let mut loss = cross_entropy_with_logits_loss(logits, target);
-                let task_loss = loss.array();
+                let task_loss = loss.as_vec()[0];
                 let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
                 if let Some(r) = reg {
                     if self.reg == Regularizer::Local {
-                        reg_value = r.array();
+                        reg_value = r.as_vec()[0];
                     }
                     loss = loss + r * self.reg_weight;
                 }
-                if !loss.array().is_finite() {
+                if !loss.as_vec()[0].is_finite() {
                     return Err("non-finite loss".into());
                 }
                 let g = loss.backward();
@@ -578,14 +586,14 @@ impl Trainer {
                 let chosen = self.pick_step(&sol, rng);
                 let y0t = dev
                     .tensor_from_vec(y0.clone(), (1usize, 2usize))
-                    .retaped::<OwnedTape<f64, Cpu>>();
+                    .retaped::<OwnedTape<f64, D>>();
                 let plan = Plan {
                     sol: &sol,
                     states: &host,
                     t_out: &t_out,
                 };
                 let (outs, reg) = self.replay(net, &p, y0t, plan, chosen);
-                let mut loss: Option<net::TapedScalar> = None;
+                let mut loss: Option<net::TapedScalar<D>> = None;
                 let n = outs.len() as f64;
                 for (o, target) in outs.into_iter().zip(&targets) {
                     let tt = dev.tensor_from_vec((*target).clone(), (1usize, 2usize));
@@ -596,15 +604,15 @@ impl Trainer {
                     });
                 }
                 let mut loss = loss.ok_or("no outputs")?;
-                let task_loss = loss.array();
+                let task_loss = loss.as_vec()[0];
                 let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
                 if let Some(r) = reg {
                     if self.reg == Regularizer::Local {
-                        reg_value = r.array();
+                        reg_value = r.as_vec()[0];
                     }
                     loss = loss + r * self.reg_weight;
                 }
-                if !loss.array().is_finite() {
+                if !loss.as_vec()[0].is_finite() {
                     return Err("non-finite loss".into());
                 }
                 let g = loss.backward();
@@ -640,11 +648,11 @@ impl Trainer {
 
     /// The host states at the start of every accepted step and after the last one (for the
     /// tolerance scales of the error estimates).
-    fn host_states(
+    fn host_states<D: Device<f64>>(
         &self,
         net: &Dynamics,
-        p: &DynamicsTensors,
-        dev: &Cpu,
+        p: &DynamicsTensors<D>,
+        dev: &D,
         y0: &[f64],
         sol: &ode::Solution,
     ) -> Result<Vec<Vec<f64>>, String> {
@@ -661,8 +669,13 @@ impl Trainer {
     }
 
     /// Test score and NFE of a prediction whose only output time is the end point.
-    fn evaluate(&self, model: &Model, task: &Task) -> Result<EvalResult, String> {
-        let dev = Cpu::default();
+    fn evaluate<D: Device<f64>>(
+        &self,
+        dev: &D,
+        model: &Model,
+        task: &Task,
+    ) -> Result<EvalResult, String> {
+        let dev = dev.clone();
         let net = &model.dynamics;
         let p = net.tensors(&dev);
         let d = net.d;

@@ -11,18 +11,17 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::ode::{dp5, Step, Tolerances};
 
 /// A taped batch of states.
-pub type Taped = Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>;
-type Tape64 = OwnedTape<f64, Cpu>;
+pub type Taped<D = Cpu> = Tensor<(usize, usize), f64, D, OwnedTape<f64, D>>;
 /// A taped scalar (a loss term).
-pub type TapedScalar = Tensor<(), f64, Cpu, OwnedTape<f64, Cpu>>;
+pub type TapedScalar<D = Cpu> = Tensor<(), f64, D, OwnedTape<f64, D>>;
 
 /// `n` handles on one taped tensor, each recording onto a tape that merges at the loss.
-pub fn fork(t: Taped, n: usize) -> Vec<Taped> {
+pub fn fork<D: Device<f64>>(t: Taped<D>, n: usize) -> Vec<Taped<D>> {
     let (t, tape) = t.split_tape();
     let mut v = Vec::with_capacity(n);
     v.push(t.clone().put_tape(tape));
     for _ in 1..n {
-        v.push(t.retaped::<Tape64>());
+        v.push(t.retaped::<OwnedTape<f64, D>>());
     }
     v
 }
@@ -41,12 +40,12 @@ pub struct Dynamics {
 
 /// The dynamics' parameters as (untaped) tensors, built once per training step so that every
 /// use on the tape shares their ids.
-pub struct DynamicsTensors {
-    pub w1: Tensor<(usize, usize), f64, Cpu>,
-    pub wt: Tensor<(usize,), f64, Cpu>,
-    pub b1: Tensor<(usize,), f64, Cpu>,
-    pub w2: Tensor<(usize, usize), f64, Cpu>,
-    pub b2: Tensor<(usize,), f64, Cpu>,
+pub struct DynamicsTensors<D: Device<f64> = Cpu> {
+    pub w1: Tensor<(usize, usize), f64, D>,
+    pub wt: Tensor<(usize,), f64, D>,
+    pub b1: Tensor<(usize,), f64, D>,
+    pub w2: Tensor<(usize, usize), f64, D>,
+    pub b2: Tensor<(usize,), f64, D>,
 }
 
 impl Dynamics {
@@ -80,7 +79,7 @@ impl Dynamics {
         ]
     }
 
-    pub fn tensors(&self, dev: &Cpu) -> DynamicsTensors {
+    pub fn tensors<D: Device<f64>>(&self, dev: &D) -> DynamicsTensors<D> {
         let (d, h) = (self.d, self.hidden);
         DynamicsTensors {
             w1: dev.tensor_from_vec(self.w1.clone(), (d, h)),
@@ -92,7 +91,13 @@ impl Dynamics {
     }
 
     /// `f(t, y)` on the host for a flat batch `y` (`b x d`): no tape.
-    pub fn eval(&self, p: &DynamicsTensors, dev: &Cpu, t: f64, y: &[f64]) -> Vec<f64> {
+    pub fn eval<D: Device<f64>>(
+        &self,
+        p: &DynamicsTensors<D>,
+        dev: &D,
+        t: f64,
+        y: &[f64],
+    ) -> Vec<f64> {
         let b = y.len() / self.d;
         let (d, h) = (self.d, self.hidden);
         let yt = dev.tensor_from_vec(y.to_vec(), (b, d));
@@ -103,27 +108,31 @@ impl Dynamics {
     }
 
     /// `f(t, y)` on the tape.
-    pub fn eval_taped(&self, p: &DynamicsTensors, t: f64, y: Taped) -> Taped {
+    pub fn eval_taped<D: Device<f64>>(
+        &self,
+        p: &DynamicsTensors<D>,
+        t: f64,
+        y: Taped<D>,
+    ) -> Taped<D> {
         let b = y.shape().0;
         let (d, h) = (self.d, self.hidden);
-        let bias = (p.b1.retaped::<Tape64>() + p.wt.retaped::<Tape64>() * t)
+        let bias = (p.b1.retaped::<OwnedTape<f64, D>>() + p.wt.retaped::<OwnedTape<f64, D>>() * t)
             .broadcast_like::<_, Axis<0>>(&(b, h));
-        let pre = y.matmul(p.w1.retaped::<Tape64>()) + bias;
-        pre.tanh().matmul(p.w2.retaped::<Tape64>())
+        let pre = y.matmul(p.w1.retaped::<OwnedTape<f64, D>>()) + bias;
+        pre.tanh().matmul(p.w2.retaped::<OwnedTape<f64, D>>())
             + p.b2
-                .retaped::<Tape64>()
+                .retaped::<OwnedTape<f64, D>>()
                 .broadcast_like::<_, Axis<0>>(&(b, d))
     }
 
     /// Gradients of the dynamics' parameters, in the order of [`Dynamics::params_mut`].
-    pub fn grads(p: &DynamicsTensors, g: &Gradients<f64, Cpu>) -> Vec<Vec<f64>> {
-        let get = |t: &dyn Fn(&Gradients<f64, Cpu>) -> Vec<f64>| t(g);
+    pub fn grads<D: Device<f64>>(p: &DynamicsTensors<D>, g: &Gradients<f64, D>) -> Vec<Vec<f64>> {
         vec![
-            get(&|g| g.get(&p.w1).as_vec()),
-            get(&|g| g.get(&p.wt).as_vec()),
-            get(&|g| g.get(&p.b1).as_vec()),
-            get(&|g| g.get(&p.w2).as_vec()),
-            get(&|g| g.get(&p.b2).as_vec()),
+            g.get(&p.w1).as_vec(),
+            g.get(&p.wt).as_vec(),
+            g.get(&p.b1).as_vec(),
+            g.get(&p.w2).as_vec(),
+            g.get(&p.b2).as_vec(),
         ]
     }
 }
@@ -131,13 +140,13 @@ impl Dynamics {
 /// One Dormand-Prince step on the tape. Returns the fifth-order state and, when asked, the
 /// scaled error norm of the step (`sqrt(mean((err / scale)^2))` with the tolerance scale of the
 /// host solve held constant).
-pub fn step_taped(
+pub fn step_taped<D: Device<f64>>(
     net: &Dynamics,
-    p: &DynamicsTensors,
-    y: Taped,
+    p: &DynamicsTensors<D>,
+    y: Taped<D>,
     step: Step,
     with_error: Option<&[f64]>,
-) -> (Taped, Option<TapedScalar>) {
+) -> (Taped<D>, Option<TapedScalar<D>>) {
     let (t, h) = (step.t, step.h);
     // Uses of each stage k_i (i = 0..6): later stages, the error estimate.
     let stages = 7;
@@ -147,7 +156,7 @@ pub fn step_taped(
         later + in_err
     };
     let mut ys = fork(y, stages);
-    let mut ks: Vec<Vec<Taped>> = Vec::with_capacity(stages);
+    let mut ks: Vec<Vec<Taped<D>>> = Vec::with_capacity(stages);
     let k0 = net.eval_taped(p, t, ys.remove(0));
     ks.push(fork(k0, uses(0).max(1)));
     let mut y5 = None;
@@ -177,7 +186,7 @@ pub fn step_taped(
     let scale = with_error.expect("scale");
     let b = y5.shape().0;
     let d = y5.shape().1;
-    let mut err: Option<Taped> = None;
+    let mut err: Option<Taped<D>> = None;
     for (j, copies) in ks.iter_mut().enumerate() {
         let e = dp5::e(j);
         if e != 0.0 {

@@ -9,7 +9,7 @@ mod verdict;
 
 use std::collections::BTreeMap;
 
-use dfdx::prelude::Cpu;
+use dfdx::prelude::Device;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -107,7 +107,7 @@ struct Eval {
     recovery: Option<f64>,
 }
 
-fn evaluate(dev: &Cpu, sae: &Sae, acts: &Activations) -> Eval {
+fn evaluate<D: Device<f32>>(dev: &D, sae: &Sae, acts: &Activations) -> Eval {
     let (n, d) = (acts.n_eval, acts.d);
     let z = sae.encode(dev, &acts.eval, n);
     let xhat = sae.decode(dev, &z, n);
@@ -196,10 +196,21 @@ impl Experiment for VariationalSae {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
+        crate::on_device!(ctx, |dev| train(ctx, &dev))
+    }
+
+    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
+        verdict::compute(claim, preset_id, runs)
+    }
+}
+
+/// Trains one run on the device `dev`.
+fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
+    {
         let p = ctx.params.clone();
         let seed = ctx.seed;
         let acts = activations(&p, seed, ctx);
-        let dev = Cpu::default();
+        let dev = dev.clone();
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5AE);
         let variant = variant_of(&p);
         let mut sae = Sae::new(acts.d, p.usize("latents"), p.usize("k"), variant, &mut rng);
@@ -261,9 +272,5 @@ impl Experiment for VariationalSae {
             steps: step,
             final_values: last,
         })
-    }
-
-    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
-        verdict::compute(claim, preset_id, runs)
     }
 }

@@ -15,7 +15,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::metrics::topk::{topk, topk_mask};
 
-type Taped<S> = Tensor<S, f32, Cpu, OwnedTape<f32, Cpu>>;
+type Taped<S, D> = Tensor<S, f32, D, OwnedTape<f32, D>>;
 
 /// Which autoencoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,7 +38,7 @@ impl Variant {
 }
 
 /// Uses a taped tensor twice: both copies keep recording onto tapes that merge at the loss.
-fn dup<S: Shape>(t: Taped<S>) -> (Taped<S>, Taped<S>) {
+fn dup<S: Shape, D: Device<f32>>(t: Taped<S, D>) -> (Taped<S, D>, Taped<S, D>) {
     let (t, tape) = t.split_tape();
     (t.clone().put_tape(tape), t.retaped())
 }
@@ -140,9 +140,9 @@ impl Sae {
     }
 
     /// One training step on `x` (`b x d`). `dead` marks the latents AuxK may use.
-    pub fn train_step(
+    pub fn train_step<D: Device<f32>>(
         &self,
-        dev: &Cpu,
+        dev: &D,
         x: &[f32],
         b: usize,
         dead: Option<&[bool]>,
@@ -193,16 +193,16 @@ impl Sae {
         let xhat = z.matmul(w_dec.leaky_trace()) + bd2;
         let xhat_values = xhat.as_vec();
         let recon = (xhat - xt).square().sum::<Rank0, _>() * (1.0 / b as f32);
-        let recon_value = recon.array();
+        let recon_value = recon.as_vec()[0];
         let mut kl_value = 0.0;
         let mut loss = recon;
         if let Some(kl) = kl {
-            kl_value = kl.array();
+            kl_value = kl.as_vec()[0];
             if let Variant::Vsae { kl_weight, .. } = self.variant {
                 loss = loss + kl * kl_weight;
             }
         }
-        let loss_value = loss.array();
+        let loss_value = loss.as_vec()[0];
         let g = loss.backward();
         let mut grads = vec![
             g.get(&w_enc).as_vec(),
@@ -240,9 +240,9 @@ impl Sae {
     /// The AuxK loss `|e - z_aux W_dec|^2` (mean over tokens) with its gradients in the order of
     /// [`Sae::params_mut`]: `z_aux` keeps the top `k_aux` pre-activations among the `dead`
     /// latents, and the residual `e` is a constant. None when no latent is dead.
-    pub fn aux_loss(
+    pub fn aux_loss<D: Device<f32>>(
         &self,
-        dev: &Cpu,
+        dev: &D,
         x: &[f32],
         e: &[f32],
         b: usize,
@@ -283,7 +283,7 @@ impl Sae {
             .square()
             .sum::<Rank0, _>()
             * (1.0 / b as f32);
-        let value = aux.array();
+        let value = aux.as_vec()[0];
         let g = aux.backward();
         let mut grads = vec![
             g.get(&w_enc).as_vec(),
@@ -299,7 +299,7 @@ impl Sae {
     }
 
     /// `(x - b_dec) W_enc + b_enc` for `x` (`b x d`), without a tape.
-    pub fn pre_activations(&self, dev: &Cpu, x: &[f32], b: usize) -> Vec<f32> {
+    pub fn pre_activations<D: Device<f32>>(&self, dev: &D, x: &[f32], b: usize) -> Vec<f32> {
         let (d, m) = (self.d, self.m);
         let xc: Vec<f32> = x
             .iter()
@@ -316,7 +316,7 @@ impl Sae {
     }
 
     /// Deterministic encoding (the vSAE uses its means): `relu(topk(pre))`.
-    pub fn encode(&self, dev: &Cpu, x: &[f32], b: usize) -> Vec<f32> {
+    pub fn encode<D: Device<f32>>(&self, dev: &D, x: &[f32], b: usize) -> Vec<f32> {
         let pre = self.pre_activations(dev, x, b);
         let mask = topk_mask(&pre, b, self.m, self.k);
         pre.iter()
@@ -326,7 +326,7 @@ impl Sae {
     }
 
     /// `z W_dec + b_dec`.
-    pub fn decode(&self, dev: &Cpu, z: &[f32], b: usize) -> Vec<f32> {
+    pub fn decode<D: Device<f32>>(&self, dev: &D, z: &[f32], b: usize) -> Vec<f32> {
         let zt = dev.tensor_from_vec(z.to_vec(), (b, self.m));
         let w = dev.tensor_from_vec(self.w_dec.clone(), (self.m, self.d));
         let mut x = zt.matmul(w).as_vec();

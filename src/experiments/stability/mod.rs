@@ -175,8 +175,8 @@ pub struct EstimatorSettings {
 }
 
 /// Measures the Hessian trace (Hutchinson), the Gauss-Newton trace and lambda_max at `theta`.
-pub fn measure_curvature(
-    dev: &Cpu,
+pub fn measure_curvature<D: Device<f64>>(
+    dev: &D,
     model: &Model,
     theta: &[f64],
     train: &Dataset,
@@ -350,8 +350,19 @@ impl Experiment for SgdStability {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
+        crate::on_device!(ctx, |dev| train(ctx, &dev))
+    }
+
+    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
+        verdict::compute(claim, preset_id, runs)
+    }
+}
+
+/// Trains one run on the device `dev`.
+fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
+    {
         let s = Setup::new(ctx.params, ctx.seed);
-        let dev = Cpu::default();
+        let dev = dev.clone();
         let mut sample_rng = StdRng::seed_from_u64(ctx.seed ^ 0x5A3D);
         let mut probe_rng = StdRng::seed_from_u64(ctx.seed ^ 0x9B0E);
         let train_all = Batch::from_dataset(&dev, &s.train, None);
@@ -475,10 +486,6 @@ impl Experiment for SgdStability {
             steps: step,
             final_values: last,
         })
-    }
-
-    fn verdict(&self, claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
-        verdict::compute(claim, preset_id, runs)
     }
 }
 

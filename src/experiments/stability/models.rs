@@ -20,16 +20,16 @@ pub enum Model {
     Diagonal { dim: usize },
 }
 
-/// Inputs of a batch, transposed for dfdx (`dim x batch`), and targets.
-pub struct Batch {
-    xt: Tensor<(usize, usize), f64, Cpu>,
-    y: Tensor<(usize,), f64, Cpu>,
+/// Inputs of a batch, transposed for dfdx (`dim x batch`), and targets, on the device `D`.
+pub struct Batch<D: Device<f64> = Cpu> {
+    xt: Tensor<(usize, usize), f64, D>,
+    y: Tensor<(usize,), f64, D>,
     len: usize,
 }
 
-impl Batch {
+impl<D: Device<f64>> Batch<D> {
     /// The samples `idx` of `data` (all samples when `idx` is None).
-    pub fn from_dataset(dev: &Cpu, data: &Dataset, idx: Option<&[usize]>) -> Batch {
+    pub fn from_dataset(dev: &D, data: &Dataset, idx: Option<&[usize]>) -> Batch<D> {
         let all: Vec<usize>;
         let idx = match idx {
             Some(i) => i,
@@ -70,30 +70,40 @@ impl Model {
     }
 
     /// Loss and its gradient with respect to the flat parameters, on `batch`.
-    pub fn loss_and_grad(&self, dev: &Cpu, theta: &[f64], batch: &Batch) -> (f64, Vec<f64>) {
+    pub fn loss_and_grad<D: Device<f64>>(
+        &self,
+        dev: &D,
+        theta: &[f64],
+        batch: &Batch<D>,
+    ) -> (f64, Vec<f64>) {
         self.objective_grad(dev, theta, batch, Objective::Loss)
     }
 
     /// Gradient of the summed outputs `sum_i f(x_i)`; for a one-sample batch, `grad f(x)`.
-    pub fn output_grad(&self, dev: &Cpu, theta: &[f64], batch: &Batch) -> Vec<f64> {
+    pub fn output_grad<D: Device<f64>>(
+        &self,
+        dev: &D,
+        theta: &[f64],
+        batch: &Batch<D>,
+    ) -> Vec<f64> {
         self.objective_grad(dev, theta, batch, Objective::SumOutputs)
             .1
     }
 
-    fn objective_grad(
+    fn objective_grad<D: Device<f64>>(
         &self,
-        dev: &Cpu,
+        dev: &D,
         theta: &[f64],
-        batch: &Batch,
+        batch: &Batch<D>,
         objective: Objective,
     ) -> (f64, Vec<f64>) {
         assert_eq!(theta.len(), self.num_params(), "parameter vector size");
-        let finish = |out: Tensor<(usize,), f64, Cpu, OwnedTape<f64, Cpu>>| {
+        let finish = |out: Tensor<(usize,), f64, D, OwnedTape<f64, D>>| {
             let scalar = match objective {
                 Objective::Loss => (out - batch.y.clone()).square().mean::<Rank0, _>() * 0.5,
                 Objective::SumOutputs => out.sum::<Rank0, _>(),
             };
-            let value = scalar.array();
+            let value = scalar.as_vec()[0];
             (value, scalar.backward())
         };
         match *self {
@@ -121,7 +131,7 @@ impl Model {
     }
 
     /// Model outputs on every sample of `data` (no gradient tape).
-    pub fn predict(&self, dev: &Cpu, theta: &[f64], batch: &Batch) -> Vec<f64> {
+    pub fn predict<D: Device<f64>>(&self, dev: &D, theta: &[f64], batch: &Batch<D>) -> Vec<f64> {
         match *self {
             Model::Relu { dim, width } => {
                 let w = dev.tensor_from_vec(theta[..width * dim].to_vec(), (width, dim));
@@ -138,7 +148,7 @@ impl Model {
     }
 
     /// `1/(2n) sum (f - y)^2` without gradients.
-    pub fn loss(&self, dev: &Cpu, theta: &[f64], batch: &Batch) -> f64 {
+    pub fn loss<D: Device<f64>>(&self, dev: &D, theta: &[f64], batch: &Batch<D>) -> f64 {
         let pred = self.predict(dev, theta, batch);
         let y = batch.y.as_vec();
         pred.iter()
