@@ -24,6 +24,9 @@ pub enum Command {
     Bench {
         quick: bool,
     },
+    DeviceCheck {
+        quick: bool,
+    },
     Help,
     Version,
 }
@@ -46,6 +49,7 @@ usage:
   reglab runs                     list the runs in the runs folder
   reglab show RUN_DIR             print a stored run's config, final values and verdict
   reglab bench [--quick]          print speed figures (steps/s per arm, Hutchinson cost, overhead)
+  reglab device-check [--quick]   train each preset on the CPU and on CUDA, compare and time them
 
 options:
   --arm NAME        run only this arm (repeatable; default: every arm)
@@ -140,6 +144,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         Some("bench") => {
             extra(1)?;
             Command::Bench { quick }
+        }
+        Some("device-check") => {
+            extra(1)?;
+            Command::DeviceCheck { quick }
         }
         Some("show") => {
             let dir = positional

@@ -54,6 +54,14 @@ pub mod cuda {
     /// Builds dfdx's Cuda device on GPU 0. cudarc 0.9 panics (instead of returning an error)
     /// when the driver cannot initialize; that panic is caught and reported as an error.
     pub fn build(seed: u64) -> Result<Cuda, String> {
+        // Ask the driver first, without cudarc's unwraps.
+        use cudarc::driver::result;
+        result::init().map_err(|e| format!("no CUDA device: cuInit returned {:?}", e.0))?;
+        let count = result::device::get_count()
+            .map_err(|e| format!("no CUDA device: cuDeviceGetCount returned {:?}", e.0))?;
+        if count < 1 {
+            return Err("no CUDA device: the driver sees no GPU".into());
+        }
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let result = std::panic::catch_unwind(|| Cuda::try_build(0, seed));

@@ -5,10 +5,13 @@
 
 pub mod bench;
 pub mod cli;
+pub mod devcheck;
 pub mod device;
 pub mod engine;
 pub mod experiments;
 pub mod headless;
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod metrics;
 pub mod ode;
 pub mod optim;

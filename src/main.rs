@@ -94,6 +94,10 @@ fn main() -> ExitCode {
             print!("{}", bench::report(quick));
             ExitCode::SUCCESS
         }
+        Command::DeviceCheck { quick } => {
+            print!("{}", reglab::devcheck::report(quick));
+            ExitCode::SUCCESS
+        }
         Command::Run {
             preset,
             arms,

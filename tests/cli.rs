@@ -101,3 +101,17 @@ fn headless_run_prints_progress_table_and_verdict_then_runs_are_listed() {
     );
     assert!(shown.contains("verdict of its launch"), "{shown}");
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_says_how_to_build_it() {
+    let o = reglab(&["run", "sgd-stability", "--device", "cuda"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("built without CUDA") && err.contains("build-cuda.sh"), "{err}");
+    let o = reglab(&["device-check", "--quick"]);
+    assert!(o.status.success());
+    let out = text(&o.stdout);
+    assert!(out.contains("cuda: not used") && out.contains("local-reg-node"), "{out}");
+}
