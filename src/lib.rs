@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod datasets;
 pub mod devcheck;
 pub mod device;
 pub mod engine;

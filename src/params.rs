@@ -66,6 +66,41 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// A float parameter in `[min, max]`.
+    pub fn float(name: &'static str, default: f64, min: f64, max: f64, help: &'static str) -> Self {
+        ParamSpec {
+            name,
+            kind: ParamKind::Float { min, max },
+            default: ParamValue::Float(default),
+            help,
+        }
+    }
+
+    /// An integer parameter in `[min, max]`.
+    pub fn int(name: &'static str, default: i64, min: i64, max: i64, help: &'static str) -> Self {
+        ParamSpec {
+            name,
+            kind: ParamKind::Int { min, max },
+            default: ParamValue::Int(default),
+            help,
+        }
+    }
+
+    /// One of a fixed list of words.
+    pub fn choice(
+        name: &'static str,
+        choices: &'static [&'static str],
+        default: &str,
+        help: &'static str,
+    ) -> Self {
+        ParamSpec {
+            name,
+            kind: ParamKind::Choice(choices),
+            default: ParamValue::Text(default.to_string()),
+            help,
+        }
+    }
+
     /// Checks `value` against this spec, converting an integer given for a float parameter.
     pub fn check(&self, value: &ParamValue) -> Result<ParamValue, String> {
         let bad = || {

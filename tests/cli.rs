@@ -109,9 +109,15 @@ fn cuda_without_the_feature_says_how_to_build_it() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("built without CUDA") && err.contains("build-cuda.sh"), "{err}");
+    assert!(
+        err.contains("built without CUDA") && err.contains("build-cuda.sh"),
+        "{err}"
+    );
     let o = reglab(&["device-check", "--quick"]);
     assert!(o.status.success());
     let out = text(&o.stdout);
-    assert!(out.contains("cuda: not used") && out.contains("local-reg-node"), "{out}");
+    assert!(
+        out.contains("cuda: not used") && out.contains("local-reg-node"),
+        "{out}"
+    );
 }

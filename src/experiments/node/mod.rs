@@ -29,24 +29,6 @@ use crate::verdict::Verdict;
 
 pub struct LocalRegNode;
 
-fn float(name: &'static str, default: f64, min: f64, max: f64, help: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Float { min, max },
-        default: ParamValue::Float(default),
-        help,
-    }
-}
-
-fn int(name: &'static str, default: i64, min: i64, max: i64, help: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Int { min, max },
-        default: ParamValue::Int(default),
-        help,
-    }
-}
-
 /// Which regularizer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Regularizer {
@@ -86,28 +68,13 @@ const DIGIT_FEATURES: usize = 64;
 const CLASSES: usize = 10;
 
 fn digits(rng: &mut impl Rng) -> Task {
-    let ds = smartcore::dataset::digits::load_dataset();
-    let (n, p) = (ds.num_samples, ds.num_features);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.gen_range(0..=i));
-    }
-    let n_train = n * 4 / 5;
-    let take = |idx: &[usize]| -> (Vec<f64>, Vec<usize>) {
-        let x = idx
-            .iter()
-            .flat_map(|&i| ds.data[i * p..(i + 1) * p].iter().map(|v| *v as f64 / 16.0))
-            .collect();
-        let y = idx.iter().map(|&i| ds.target[i] as usize).collect();
-        (x, y)
-    };
-    let (x_train, y_train) = take(&order[..n_train]);
-    let (x_test, y_test) = take(&order[n_train..]);
+    let d = crate::datasets::digits(0.8, rng);
+    let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
     Task::Digits {
-        x_train,
-        y_train,
-        x_test,
-        y_test,
+        x_train: widen(d.x_train),
+        y_train: d.y_train,
+        x_test: widen(d.x_test),
+        y_test: d.y_test,
     }
 }
 
@@ -173,26 +140,26 @@ impl Experiment for LocalRegNode {
                 default: ParamValue::Text("none".into()),
                 help: "none; local (error estimate x step size at one random step per batch); global (summed over the trajectory)",
             },
-            float("reg_weight", 1.0, 0.0, 1e6, "weight of the regularizer"),
+            ParamSpec::float("reg_weight", 1.0, 0.0, 1e6, "weight of the regularizer"),
             ParamSpec {
                 name: "sampling",
                 kind: ParamKind::Choice(&["unbiased", "biased"]),
                 default: ParamValue::Text("unbiased".into()),
                 help: "local: a uniformly random time (its step is picked in proportion to its length), or a uniformly random accepted step (biased towards where the solver takes small steps)",
             },
-            int("steps", 400, 1, 100_000_000, "training steps"),
-            int("batch", 64, 1, 100_000, "samples per step (digits)"),
-            float("lr", 1e-2, 1e-9, 10.0, "Adam learning rate"),
-            int("log_every", 25, 1, 100_000_000, "steps between measurements"),
-            int("state_dim", 8, 1, 4096, "ODE state dimension (digits; the spiral's is 2)"),
-            int("hidden", 32, 1, 4096, "hidden units of the dynamics network"),
-            float("init_scale", 1.0, 0.0, 100.0, "initial weight scale of the dynamics network"),
-            float("t_end", 1.0, 1e-6, 1e6, "integration time of the ODE block (digits)"),
-            float("atol", 1e-6, 1e-14, 1.0, "solver absolute tolerance"),
-            float("rtol", 1e-6, 1e-14, 1.0, "solver relative tolerance"),
-            int("max_solver_steps", 20_000, 1, 100_000_000, "step attempts before a solve fails"),
-            int("spiral_points", 40, 2, 100_000, "spiral: observation times (even train, odd test)"),
-            float("spiral_t_end", 5.0, 1e-3, 1e4, "spiral: final observation time"),
+            ParamSpec::int("steps", 400, 1, 100_000_000, "training steps"),
+            ParamSpec::int("batch", 64, 1, 100_000, "samples per step (digits)"),
+            ParamSpec::float("lr", 1e-2, 1e-9, 10.0, "Adam learning rate"),
+            ParamSpec::int("log_every", 25, 1, 100_000_000, "steps between measurements"),
+            ParamSpec::int("state_dim", 8, 1, 4096, "ODE state dimension (digits; the spiral's is 2)"),
+            ParamSpec::int("hidden", 32, 1, 4096, "hidden units of the dynamics network"),
+            ParamSpec::float("init_scale", 1.0, 0.0, 100.0, "initial weight scale of the dynamics network"),
+            ParamSpec::float("t_end", 1.0, 1e-6, 1e6, "integration time of the ODE block (digits)"),
+            ParamSpec::float("atol", 1e-6, 1e-14, 1.0, "solver absolute tolerance"),
+            ParamSpec::float("rtol", 1e-6, 1e-14, 1.0, "solver relative tolerance"),
+            ParamSpec::int("max_solver_steps", 20_000, 1, 100_000_000, "step attempts before a solve fails"),
+            ParamSpec::int("spiral_points", 40, 2, 100_000, "spiral: observation times (even train, odd test)"),
+            ParamSpec::float("spiral_t_end", 5.0, 1e-3, 1e4, "spiral: final observation time"),
         ]
     }
 

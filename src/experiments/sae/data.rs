@@ -103,21 +103,17 @@ pub fn superposition(spec: Superposition, rng: &mut impl Rng) -> Activations {
 /// SAE's training tokens, 20% held out. Returns the activations and the network's held-out
 /// accuracy.
 pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activations, f64) {
-    let ds = smartcore::dataset::digits::load_dataset();
-    let (n, p) = (ds.num_samples, ds.num_features);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.gen_range(0..=i));
-    }
-    let n_train = n * 4 / 5;
-    let x_of = |idx: &[usize]| -> Vec<f32> {
+    let ds = crate::datasets::digits(0.8, rng);
+    let p = crate::datasets::DIGIT_PIXELS;
+    let (n_tr, n_te) = (ds.y_train.len(), ds.y_test.len());
+    let x_of = |train: bool, idx: &[usize]| -> Vec<f32> {
+        let x = if train { &ds.x_train } else { &ds.x_test };
         idx.iter()
-            .flat_map(|&i| ds.data[i * p..(i + 1) * p].iter().map(|v| v / 16.0))
+            .flat_map(|&i| x[i * p..(i + 1) * p].iter().copied())
             .collect()
     };
-    let y_of =
-        |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| ds.target[i] as usize).collect() };
-    let (tr, te) = order.split_at(n_train);
+    let tr: Vec<usize> = (0..n_tr).collect();
+    let te: Vec<usize> = (0..n_te).collect();
     let dev = Cpu::default();
     let scale = |fan_in: usize| (1.0 / fan_in as f32).sqrt();
     let mut w1: Vec<f32> = (0..p * hidden)
@@ -131,11 +127,11 @@ pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activa
     let mut opt = Adam::new(3e-3);
     let batch = 64;
     for _ in 0..steps {
-        let idx: Vec<usize> = (0..batch).map(|_| tr[rng.gen_range(0..tr.len())]).collect();
-        let x = dev.tensor_from_vec(x_of(&idx), (batch, p));
+        let idx: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..n_tr)).collect();
+        let x = dev.tensor_from_vec(x_of(true, &idx), (batch, p));
         let mut onehot = vec![0.0f32; batch * 10];
-        for (r, y) in y_of(&idx).into_iter().enumerate() {
-            onehot[r * 10 + y] = 1.0;
+        for (r, &i) in idx.iter().enumerate() {
+            onehot[r * 10 + ds.y_train[i]] = 1.0;
         }
         let t = dev.tensor_from_vec(onehot, (batch, 10usize));
         let tw1 = dev.tensor_from_vec(w1.clone(), (p, hidden));
@@ -157,17 +153,17 @@ pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activa
         ];
         opt.step(&mut [&mut w1, &mut b1, &mut w2, &mut b2], &grads);
     }
-    let hidden_of = |idx: &[usize]| -> Vec<f32> {
+    let hidden_of = |train: bool, idx: &[usize]| -> Vec<f32> {
         let m = idx.len();
-        let x = dev.tensor_from_vec(x_of(idx), (m, p));
+        let x = dev.tensor_from_vec(x_of(train, idx), (m, p));
         let tw1 = dev.tensor_from_vec(w1.clone(), (p, hidden));
         let tb1 = dev.tensor_from_vec(b1.clone(), (hidden,));
         (x.matmul(tw1) + tb1.broadcast_like::<_, Axis<0>>(&(m, hidden)))
             .relu()
             .as_vec()
     };
-    let train = hidden_of(tr);
-    let eval = hidden_of(te);
+    let train = hidden_of(true, &tr);
+    let eval = hidden_of(false, &te);
     // Held-out accuracy of the network, to show the activations are from a working model.
     let logits = {
         let m = te.len();
@@ -176,7 +172,8 @@ pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activa
         let tb2 = dev.tensor_from_vec(b2.clone(), (10usize,));
         (h.matmul(tw2) + tb2.broadcast_like::<_, Axis<0>>(&(m, 10usize))).as_vec()
     };
-    let correct = y_of(te)
+    let correct = ds
+        .y_test
         .iter()
         .enumerate()
         .filter(|(r, y)| {

@@ -18,44 +18,12 @@ use crate::metrics::dead_features::{dead_fraction_on_batch, DeadFeatureTracker};
 use crate::metrics::recovery::recovery_score;
 use crate::metrics::MetricSpec;
 use crate::optim::Adam;
-use crate::params::{ParamKind, ParamSpec, ParamValue, Params};
+use crate::params::{ParamSpec, Params};
 use crate::verdict::Verdict;
 use data::Activations;
 use model::{Sae, Variant};
 
 pub struct VariationalSae;
-
-fn float(name: &'static str, default: f64, min: f64, max: f64, help: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Float { min, max },
-        default: ParamValue::Float(default),
-        help,
-    }
-}
-
-fn int(name: &'static str, default: i64, min: i64, max: i64, help: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Int { min, max },
-        default: ParamValue::Int(default),
-        help,
-    }
-}
-
-fn choice(
-    name: &'static str,
-    choices: &'static [&'static str],
-    default: &str,
-    help: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Choice(choices),
-        default: ParamValue::Text(default.into()),
-        help,
-    }
-}
 
 fn variant_of(p: &Params) -> Variant {
     match p.text("variant") {
@@ -140,28 +108,28 @@ impl Experiment for VariationalSae {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            choice("variant", &["topk", "auxk", "vsae"], "topk", "TopK SAE, TopK + AuxK, or TopK variational SAE"),
-            choice("data", &["synthetic", "digits"], "synthetic", "superposition with known features, or hidden activations of a digits network"),
-            float("kl_weight", 1.0, 0.0, 1e4, "vSAE: weight of the KL term"),
-            choice("variance", &["learned", "fixed"], "learned", "vSAE posterior variance: learned per latent (arXiv version) or fixed at 1 (blog version)"),
-            int("latents", 192, 1, 1_000_000, "dictionary size m"),
-            int("k", 8, 1, 100_000, "latents kept by TopK"),
-            int("k_aux", 32, 1, 100_000, "AuxK: dead latents used to model the residual"),
-            float("aux_weight", 0.03125, 0.0, 1e4, "AuxK: weight of the auxiliary loss"),
-            int("steps", 3000, 1, 1_000_000_000, "training steps"),
-            int("batch", 256, 1, 1_000_000, "tokens per step"),
-            float("lr", 1e-3, 1e-9, 10.0, "Adam learning rate"),
-            int("log_every", 100, 1, 1_000_000_000, "steps between measurements"),
-            int("dead_window", 25_600, 1, 1_000_000_000_000, "training tokens without firing after which a latent counts as dead"),
-            int("dim", 32, 1, 100_000, "synthetic: activation dimension d"),
-            int("features", 96, 1, 1_000_000, "synthetic: ground-truth features (more than d: superposition)"),
-            int("tokens", 50_000, 1, 100_000_000, "synthetic: training tokens"),
-            int("eval_tokens", 4096, 1, 10_000_000, "synthetic: held-out tokens"),
-            float("p_max", 0.25, 0.0, 1.0, "synthetic: firing probability of the most frequent feature"),
-            float("alpha", 0.5, 0.0, 10.0, "synthetic: power-law exponent of feature frequencies"),
-            float("noise", 0.01, 0.0, 100.0, "synthetic: Gaussian noise std"),
-            int("digits_hidden", 32, 1, 4096, "digits: hidden units of the network whose activations the SAE reads"),
-            int("mlp_steps", 1500, 1, 10_000_000, "digits: training steps of that network"),
+            ParamSpec::choice("variant", &["topk", "auxk", "vsae"], "topk", "TopK SAE, TopK + AuxK, or TopK variational SAE"),
+            ParamSpec::choice("data", &["synthetic", "digits"], "synthetic", "superposition with known features, or hidden activations of a digits network"),
+            ParamSpec::float("kl_weight", 1.0, 0.0, 1e4, "vSAE: weight of the KL term"),
+            ParamSpec::choice("variance", &["learned", "fixed"], "learned", "vSAE posterior variance: learned per latent (arXiv version) or fixed at 1 (blog version)"),
+            ParamSpec::int("latents", 192, 1, 1_000_000, "dictionary size m"),
+            ParamSpec::int("k", 8, 1, 100_000, "latents kept by TopK"),
+            ParamSpec::int("k_aux", 32, 1, 100_000, "AuxK: dead latents used to model the residual"),
+            ParamSpec::float("aux_weight", 0.03125, 0.0, 1e4, "AuxK: weight of the auxiliary loss"),
+            ParamSpec::int("steps", 3000, 1, 1_000_000_000, "training steps"),
+            ParamSpec::int("batch", 256, 1, 1_000_000, "tokens per step"),
+            ParamSpec::float("lr", 1e-3, 1e-9, 10.0, "Adam learning rate"),
+            ParamSpec::int("log_every", 100, 1, 1_000_000_000, "steps between measurements"),
+            ParamSpec::int("dead_window", 25_600, 1, 1_000_000_000_000, "training tokens without firing after which a latent counts as dead"),
+            ParamSpec::int("dim", 32, 1, 100_000, "synthetic: activation dimension d"),
+            ParamSpec::int("features", 96, 1, 1_000_000, "synthetic: ground-truth features (more than d: superposition)"),
+            ParamSpec::int("tokens", 50_000, 1, 100_000_000, "synthetic: training tokens"),
+            ParamSpec::int("eval_tokens", 4096, 1, 10_000_000, "synthetic: held-out tokens"),
+            ParamSpec::float("p_max", 0.25, 0.0, 1.0, "synthetic: firing probability of the most frequent feature"),
+            ParamSpec::float("alpha", 0.5, 0.0, 10.0, "synthetic: power-law exponent of feature frequencies"),
+            ParamSpec::float("noise", 0.01, 0.0, 100.0, "synthetic: Gaussian noise std"),
+            ParamSpec::int("digits_hidden", 32, 1, 4096, "digits: hidden units of the network whose activations the SAE reads"),
+            ParamSpec::int("mlp_steps", 1500, 1, 10_000_000, "digits: training steps of that network"),
         ]
     }
 

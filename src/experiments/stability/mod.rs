@@ -29,36 +29,6 @@ use models::{Batch, Model};
 
 pub struct SgdStability;
 
-const fn float(
-    name: &'static str,
-    default: f64,
-    min: f64,
-    max: f64,
-    help: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Float { min, max },
-        default: ParamValue::Float(default),
-        help,
-    }
-}
-
-const fn int(
-    name: &'static str,
-    default: i64,
-    min: i64,
-    max: i64,
-    help: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind: ParamKind::Int { min, max },
-        default: ParamValue::Int(default),
-        help,
-    }
-}
-
 /// Everything one run needs, read from its parameters.
 struct Setup {
     model: Model,
@@ -222,69 +192,69 @@ impl Experiment for SgdStability {
                 help:
                     "full-batch GD, or SGD with `batch` samples drawn without replacement per step",
             },
-            int("batch", 1, 1, 1_000_000, "SGD batch size (ignored by GD)"),
-            float("eta", 0.01, 1e-9, 100.0, "learning rate"),
-            int("steps", 20_000, 1, 1_000_000_000, "training steps"),
-            int(
+            ParamSpec::int("batch", 1, 1, 1_000_000, "SGD batch size (ignored by GD)"),
+            ParamSpec::float("eta", 0.01, 1e-9, 100.0, "learning rate"),
+            ParamSpec::int("steps", 20_000, 1, 1_000_000_000, "training steps"),
+            ParamSpec::int(
                 "log_every",
                 500,
                 1,
                 1_000_000_000,
                 "steps between measurements",
             ),
-            int("dim", 5, 1, 100_000, "input dimension d"),
-            int(
+            ParamSpec::int("dim", 5, 1, 100_000, "input dimension d"),
+            ParamSpec::int(
                 "width",
                 20,
                 1,
                 100_000,
                 "hidden units m of the ReLU student",
             ),
-            int(
+            ParamSpec::int(
                 "teacher_units",
                 2,
                 1,
                 100_000,
                 "hidden units of the ReLU teacher",
             ),
-            int(
+            ParamSpec::int(
                 "sparsity",
                 3,
                 1,
                 100_000,
                 "non-zeros of the sparse regression vector",
             ),
-            int("n_train", 16, 1, 1_000_000, "training samples"),
-            int("n_test", 500, 1, 10_000_000, "test samples"),
-            float(
+            ParamSpec::int("n_train", 16, 1, 1_000_000, "training samples"),
+            ParamSpec::int("n_test", 500, 1, 10_000_000, "test samples"),
+            ParamSpec::float(
                 "init_scale",
                 1.0,
                 0.0,
                 1e3,
                 "ReLU: weight std multiplier; diagonal: u = v = init_scale",
             ),
-            int(
+            ParamSpec::int(
                 "probes",
                 16,
                 1,
                 100_000,
                 "Hutchinson probes per measurement",
             ),
-            int(
+            ParamSpec::int(
                 "final_probes",
                 200,
                 1,
                 1_000_000,
                 "Hutchinson probes at the final point",
             ),
-            int(
+            ParamSpec::int(
                 "power_iters",
                 40,
                 1,
                 100_000,
                 "power-iteration steps for lambda_max",
             ),
-            float(
+            ParamSpec::float(
                 "fd_step",
                 1e-2,
                 1e-12,
@@ -293,21 +263,21 @@ impl Experiment for SgdStability {
                  not smaller: (S)GD leaves ReLU pre-activations at the kink, where a tiny step \
                  measures the jump of the gradient instead of the curvature",
             ),
-            float(
+            ParamSpec::float(
                 "stop_loss",
                 1e-9,
                 0.0,
                 1e9,
                 "end early once the full training loss is below this",
             ),
-            float(
+            ParamSpec::float(
                 "converge_loss",
                 1e-5,
                 0.0,
                 1e9,
                 "a run counts as converged when its final training loss is below this",
             ),
-            float(
+            ParamSpec::float(
                 "diverge_factor",
                 1e4,
                 1.0,
