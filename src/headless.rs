@@ -131,3 +131,22 @@ pub async fn run(
         launch_dir: launch.dir,
     })
 }
+
+/// Runs `req` of `preset` to the end with a fresh run manager (at most `jobs` runs at once,
+/// writing under `runs`) on the current tokio runtime, returning the outcome and everything it
+/// printed. For tests and scripts.
+pub async fn run_captured(
+    preset: &Preset,
+    req: &LaunchRequest,
+    runs: &std::path::Path,
+    jobs: usize,
+) -> Result<(HeadlessOutcome, String), String> {
+    let (m, mut events) = RunManager::new(
+        crate::engine::RunStore::new(runs),
+        jobs,
+        tokio::runtime::Handle::current(),
+    );
+    let mut out: Vec<u8> = Vec::new();
+    let res = run(Arc::new(m), &mut events, preset, req, &mut out).await?;
+    Ok((res, String::from_utf8_lossy(&out).into_owned()))
+}

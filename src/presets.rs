@@ -299,6 +299,11 @@ pub fn load_preset_file(path: &Path) -> Result<Preset, PresetError> {
     parse_preset(path, &text)
 }
 
+/// The built-in preset with this id.
+pub fn builtin(id: &str) -> Option<Preset> {
+    load_all(&[]).ok()?.into_iter().find(|p| p.id == id)
+}
+
 /// The built-in presets plus every `*.toml` in `extra_dirs`. A user's preset with the id of a
 /// built-in one replaces it; two user files with one id are an error.
 pub fn load_all(extra_dirs: &[PathBuf]) -> Result<Vec<Preset>, PresetError> {

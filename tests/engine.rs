@@ -30,21 +30,14 @@ fn set(k: &str, v: &str) -> Override {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sgd_stability_claim_holds_at_small_scale() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        2,
-        tokio::runtime::Handle::current(),
-    );
     let p = preset("sgd-stability");
     let req = LaunchRequest {
         seeds: vec![0, 1, 2],
         ..Default::default()
     };
-    let mut out: Vec<u8> = Vec::new();
-    let res = headless::run(Arc::new(m), &mut events, &p, &req, &mut out)
+    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();
-    let text = String::from_utf8(out).unwrap();
     let v = &res.verdict;
     for id in ["i", "ii", "iia", "iii"] {
         let c = v.check(id).unwrap();

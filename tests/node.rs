@@ -1,13 +1,11 @@
 //! Neural ODEs: gradients back-propagated through the solver's steps against finite differences
 //! of the same discretization, and the locally regularized ODE paper's finding at small scale.
 
-use std::sync::Arc;
-
 use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use reglab::engine::{LaunchRequest, RunManager, RunStore};
+use reglab::engine::LaunchRequest;
 use reglab::experiments::node::{step_taped, Dynamics};
 use reglab::headless;
 use reglab::ode::{self, Step, Tolerances};
@@ -122,16 +120,7 @@ fn gradients_through_the_solver_match_finite_differences() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_regularization_cuts_nfe_at_similar_accuracy() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        2,
-        tokio::runtime::Handle::current(),
-    );
-    let p = presets::load_all(&[])
-        .unwrap()
-        .into_iter()
-        .find(|p| p.id == "local-reg-node")
-        .unwrap();
+    let p = presets::builtin("local-reg-node").unwrap();
     let req = LaunchRequest {
         arms: vec!["digits-none".into(), "digits-local".into()],
         seeds: vec![1],
@@ -141,11 +130,9 @@ async fn local_regularization_cuts_nfe_at_similar_accuracy() {
         }],
         device: Default::default(),
     };
-    let mut out: Vec<u8> = Vec::new();
-    let res = headless::run(Arc::new(m), &mut events, &p, &req, &mut out)
+    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();
-    let text = String::from_utf8(out).unwrap();
     let c = res.verdict.check("i").unwrap();
     assert_eq!(c.outcome, Outcome::Holds, "{text}");
     let ratio = c.numbers["digits-local.s1.nfe_ratio"];

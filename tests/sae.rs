@@ -3,13 +3,11 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use std::sync::Arc;
-
 use dfdx::prelude::Cpu;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use reglab::engine::{LaunchRequest, RunManager, RunStore};
+use reglab::engine::LaunchRequest;
 use reglab::experiments::sae::model::{gaussian_kl, Sae, Variant};
 use reglab::headless;
 use reglab::params::Override;
@@ -182,16 +180,7 @@ fn kl_term_matches_its_closed_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsae_has_more_dead_latents_and_worse_reconstruction_on_synthetic_data() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        2,
-        tokio::runtime::Handle::current(),
-    );
-    let p = presets::load_all(&[])
-        .unwrap()
-        .into_iter()
-        .find(|p| p.id == "vsae")
-        .unwrap();
+    let p = presets::builtin("vsae").unwrap();
     let req = LaunchRequest {
         arms: vec!["topk".into(), "vsae-kl1".into(), "vsae-fixedvar-kl1".into()],
         seeds: vec![3],
@@ -201,11 +190,9 @@ async fn vsae_has_more_dead_latents_and_worse_reconstruction_on_synthetic_data()
         }],
         device: Default::default(),
     };
-    let mut out: Vec<u8> = Vec::new();
-    let res = headless::run(Arc::new(m), &mut events, &p, &req, &mut out)
+    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();
-    let text = String::from_utf8(out).unwrap();
     let v = &res.verdict;
     assert_eq!(v.check("i").unwrap().outcome, Outcome::Holds, "{text}");
     assert_eq!(v.check("ii").unwrap().outcome, Outcome::Holds, "{text}");
