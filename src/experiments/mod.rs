@@ -26,8 +26,14 @@ pub trait Experiment: Send + Sync {
     fn metrics(&self) -> Vec<MetricSpec>;
     /// The metrics shown in the end-of-run table, in order.
     fn table_metrics(&self) -> Vec<&'static str>;
-    /// Training steps one run will take (for progress and ETA).
-    fn total_steps(&self, params: &Params) -> u64;
+    /// Training steps one run will take (for progress and ETA): its `steps` parameter unless
+    /// the experiment says otherwise.
+    fn total_steps(&self, params: &Params) -> u64 {
+        match params.get("steps") {
+            Some(crate::params::ParamValue::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        }
+    }
     /// Trains one arm. Returns its final values, or how it stopped early.
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop>;
     /// The verdict over the runs of one launch.

@@ -24,7 +24,7 @@ use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
 use crate::metrics::{MetricSpec, Relative};
 use crate::ode::{self, Tolerances};
 use crate::optim::Adam;
-use crate::params::{ParamKind, ParamSpec, ParamValue, Params};
+use crate::params::ParamSpec;
 use crate::verdict::Verdict;
 
 pub struct LocalRegNode;
@@ -128,25 +128,10 @@ impl Experiment for LocalRegNode {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec {
-                name: "task",
-                kind: ParamKind::Choice(&["digits", "spiral"]),
-                default: ParamValue::Text("digits".into()),
-                help: "classification of the 8x8 digits with an ODE block, or fitting a 2-D spiral",
-            },
-            ParamSpec {
-                name: "regularizer",
-                kind: ParamKind::Choice(&["none", "local", "global"]),
-                default: ParamValue::Text("none".into()),
-                help: "none; local (error estimate x step size at one random step per batch); global (summed over the trajectory)",
-            },
+            ParamSpec::choice("task", &["digits", "spiral"], "digits", "classification of the 8x8 digits with an ODE block, or fitting a 2-D spiral"),
+            ParamSpec::choice("regularizer", &["none", "local", "global"], "none", "none; local (error estimate x step size at one random step per batch); global (summed over the trajectory)"),
             ParamSpec::float("reg_weight", 1.0, 0.0, 1e6, "weight of the regularizer"),
-            ParamSpec {
-                name: "sampling",
-                kind: ParamKind::Choice(&["unbiased", "biased"]),
-                default: ParamValue::Text("unbiased".into()),
-                help: "local: a uniformly random time (its step is picked in proportion to its length), or a uniformly random accepted step (biased towards where the solver takes small steps)",
-            },
+            ParamSpec::choice("sampling", &["unbiased", "biased"], "unbiased", "local: a uniformly random time (its step is picked in proportion to its length), or a uniformly random accepted step (biased towards where the solver takes small steps)"),
             ParamSpec::int("steps", 400, 1, 100_000_000, "training steps"),
             ParamSpec::int("batch", 64, 1, 100_000, "samples per step (digits)"),
             ParamSpec::float("lr", 1e-2, 1e-9, 10.0, "Adam learning rate"),
@@ -196,10 +181,6 @@ impl Experiment for LocalRegNode {
         ]
     }
 
-    fn total_steps(&self, params: &Params) -> u64 {
-        params.usize("steps") as u64
-    }
-
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
         crate::on_device!(ctx, |dev| train(ctx, &dev))
     }
@@ -211,109 +192,107 @@ impl Experiment for LocalRegNode {
 
 /// Trains one run on the device `dev`.
 fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
-    {
-        let p = ctx.params.clone();
-        let seed = ctx.seed;
-        let mut data_rng = StdRng::seed_from_u64(seed ^ 0xDA7A);
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x0DE);
-        let task = match p.text("task") {
-            "spiral" => spiral(p.usize("spiral_points"), p.f64("spiral_t_end")),
-            _ => digits(&mut data_rng),
-        };
-        let reg = match p.text("regularizer") {
-            "local" => Regularizer::Local,
-            "global" => Regularizer::Global,
-            _ => Regularizer::None,
-        };
-        let tol = Tolerances {
-            atol: p.f64("atol"),
-            rtol: p.f64("rtol"),
-        };
-        let d = match task {
-            Task::Spiral { .. } => 2,
-            Task::Digits { .. } => p.usize("state_dim"),
-        };
-        let mut model = Model {
-            dynamics: Dynamics::new(d, p.usize("hidden"), p.f64("init_scale"), &mut rng),
-            w_in: (0..DIGIT_FEATURES * d)
-                .map(|_| {
-                    let z: f64 = StandardNormal.sample(&mut rng);
-                    z / (DIGIT_FEATURES as f64).sqrt()
-                })
-                .collect(),
-            b_in: vec![0.0; d],
-            w_out: (0..d * CLASSES)
-                .map(|_| {
-                    let z: f64 = StandardNormal.sample(&mut rng);
-                    z / (d as f64).sqrt()
-                })
-                .collect(),
-            b_out: vec![0.0; CLASSES],
-        };
-        let trainer = Trainer {
-            tol,
-            max_steps: p.usize("max_solver_steps"),
-            t_end: p.f64("t_end"),
-            reg,
-            reg_weight: p.f64("reg_weight"),
-            biased: p.text("sampling") == "biased",
-        };
-        let mut adam = Adam64::new(p.f64("lr"));
-        let (steps, log_every, batch) = (
-            p.usize("steps") as u64,
-            p.usize("log_every").max(1) as u64,
-            p.usize("batch"),
-        );
-        let (mut loss, mut nfe_train, mut reg_value, mut step_ms) =
-            (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-        let mut last = BTreeMap::new();
-        let mut step = 0u64;
-        let mut total_ms = 0.0;
-        loop {
-            if step.is_multiple_of(log_every) || step == steps {
-                let e = trainer
-                    .evaluate(dev, &model, &task)
-                    .map_err(|e| RunStop::Diverged {
-                        step,
-                        reason: format!("test solve failed: {e}"),
-                    })?;
-                let mut values = vec![
-                    ("train_loss", loss),
-                    ("nfe_train", nfe_train),
-                    ("nfe_test", e.nfe),
-                    ("us_per_prediction", e.us_per_prediction),
-                    ("reg_value", reg_value),
-                    ("step_ms", step_ms),
-                ];
-                match task {
-                    Task::Digits { .. } => values.push(("test_acc", e.score)),
-                    Task::Spiral { .. } => values.push(("test_mse", e.score)),
-                }
-                ctx.record(step, &values);
-                last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let p = ctx.params.clone();
+    let seed = ctx.seed;
+    let mut data_rng = StdRng::seed_from_u64(seed ^ 0xDA7A);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0DE);
+    let task = match p.text("task") {
+        "spiral" => spiral(p.usize("spiral_points"), p.f64("spiral_t_end")),
+        _ => digits(&mut data_rng),
+    };
+    let reg = match p.text("regularizer") {
+        "local" => Regularizer::Local,
+        "global" => Regularizer::Global,
+        _ => Regularizer::None,
+    };
+    let tol = Tolerances {
+        atol: p.f64("atol"),
+        rtol: p.f64("rtol"),
+    };
+    let d = match task {
+        Task::Spiral { .. } => 2,
+        Task::Digits { .. } => p.usize("state_dim"),
+    };
+    let mut model = Model {
+        dynamics: Dynamics::new(d, p.usize("hidden"), p.f64("init_scale"), &mut rng),
+        w_in: (0..DIGIT_FEATURES * d)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                z / (DIGIT_FEATURES as f64).sqrt()
+            })
+            .collect(),
+        b_in: vec![0.0; d],
+        w_out: (0..d * CLASSES)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                z / (d as f64).sqrt()
+            })
+            .collect(),
+        b_out: vec![0.0; CLASSES],
+    };
+    let trainer = Trainer {
+        tol,
+        max_steps: p.usize("max_solver_steps"),
+        t_end: p.f64("t_end"),
+        reg,
+        reg_weight: p.f64("reg_weight"),
+        biased: p.text("sampling") == "biased",
+    };
+    let mut adam = Adam64::new(p.f64("lr"));
+    let (steps, log_every, batch) = (
+        p.usize("steps") as u64,
+        p.usize("log_every").max(1) as u64,
+        p.usize("batch"),
+    );
+    let (mut loss, mut nfe_train, mut reg_value, mut step_ms) =
+        (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+    let mut last = BTreeMap::new();
+    let mut step = 0u64;
+    let mut total_ms = 0.0;
+    loop {
+        if step.is_multiple_of(log_every) || step == steps {
+            let e = trainer
+                .evaluate(dev, &model, &task)
+                .map_err(|e| RunStop::Diverged {
+                    step,
+                    reason: format!("test solve failed: {e}"),
+                })?;
+            let mut values = vec![
+                ("train_loss", loss),
+                ("nfe_train", nfe_train),
+                ("nfe_test", e.nfe),
+                ("us_per_prediction", e.us_per_prediction),
+                ("reg_value", reg_value),
+                ("step_ms", step_ms),
+            ];
+            match task {
+                Task::Digits { .. } => values.push(("test_acc", e.score)),
+                Task::Spiral { .. } => values.push(("test_mse", e.score)),
             }
-            if step >= steps {
-                break;
-            }
-            if ctx.stop_requested() {
-                return Err(RunStop::Stopped { step });
-            }
-            let t0 = Instant::now();
-            let out = trainer
-                .train_step(dev, &mut model, &task, batch, &mut rng, &mut adam)
-                .map_err(|e| RunStop::Diverged { step, reason: e })?;
-            total_ms += t0.elapsed().as_secs_f64() * 1e3;
-            step_ms = total_ms / (step + 1) as f64;
-            loss = out.loss;
-            nfe_train = out.nfe as f64;
-            reg_value = out.reg_value;
-            step += 1;
+            ctx.record(step, &values);
+            last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         }
-        Ok(RunEnd {
-            steps: step,
-            final_values: last,
-        })
+        if step >= steps {
+            break;
+        }
+        if ctx.stop_requested() {
+            return Err(RunStop::Stopped { step });
+        }
+        let t0 = Instant::now();
+        let out = trainer
+            .train_step(dev, &mut model, &task, batch, &mut rng, &mut adam)
+            .map_err(|e| RunStop::Diverged { step, reason: e })?;
+        total_ms += t0.elapsed().as_secs_f64() * 1e3;
+        step_ms = total_ms / (step + 1) as f64;
+        loss = out.loss;
+        nfe_train = out.nfe as f64;
+        reg_value = out.reg_value;
+        step += 1;
     }
+    Ok(RunEnd {
+        steps: step,
+        final_values: last,
+    })
 }
 
 /// Adam over the model's parameter groups (f64).

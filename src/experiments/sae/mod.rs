@@ -159,10 +159,6 @@ impl Experiment for VariationalSae {
         ]
     }
 
-    fn total_steps(&self, params: &Params) -> u64 {
-        params.usize("steps") as u64
-    }
-
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
         crate::on_device!(ctx, |dev| train(ctx, &dev))
     }
@@ -174,71 +170,69 @@ impl Experiment for VariationalSae {
 
 /// Trains one run on the device `dev`.
 fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
-    {
-        let p = ctx.params.clone();
-        let seed = ctx.seed;
-        let acts = activations(&p, seed, ctx);
-        let dev = dev.clone();
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5AE);
-        let variant = variant_of(&p);
-        let mut sae = Sae::new(acts.d, p.usize("latents"), p.usize("k"), variant, &mut rng);
-        let mut adam = Adam::new(p.f64("lr") as f32);
-        let mut tracker = DeadFeatureTracker::new(sae.m, p.usize("dead_window") as u64);
-        let (steps, batch, log_every) = (
-            p.usize("steps") as u64,
-            p.usize("batch"),
-            p.usize("log_every").max(1) as u64,
-        );
-        let (mut l0, mut kl, mut loss) = (f64::NAN, f64::NAN, f64::NAN);
-        let mut last = BTreeMap::new();
-        let mut step = 0u64;
-        loop {
-            if step.is_multiple_of(log_every) || step == steps {
-                let e = evaluate(&dev, &sae, &acts);
-                let mut values = vec![
-                    ("mse", e.mse),
-                    ("fvu", e.fvu),
-                    ("dead_eval", e.dead),
-                    ("dead_train", tracker.dead_fraction()),
-                    ("alive_eval", 1.0 - e.dead),
-                    ("l0", l0),
-                    ("loss", loss),
-                ];
-                if variant.is_vsae() {
-                    values.push(("kl", kl));
-                }
-                if let Some(r) = e.recovery {
-                    values.push(("recovery", r));
-                }
-                ctx.record(step, &values);
-                last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let p = ctx.params.clone();
+    let seed = ctx.seed;
+    let acts = activations(&p, seed, ctx);
+    let dev = dev.clone();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5AE);
+    let variant = variant_of(&p);
+    let mut sae = Sae::new(acts.d, p.usize("latents"), p.usize("k"), variant, &mut rng);
+    let mut adam = Adam::new(p.f64("lr") as f32);
+    let mut tracker = DeadFeatureTracker::new(sae.m, p.usize("dead_window") as u64);
+    let (steps, batch, log_every) = (
+        p.usize("steps") as u64,
+        p.usize("batch"),
+        p.usize("log_every").max(1) as u64,
+    );
+    let (mut l0, mut kl, mut loss) = (f64::NAN, f64::NAN, f64::NAN);
+    let mut last = BTreeMap::new();
+    let mut step = 0u64;
+    loop {
+        if step.is_multiple_of(log_every) || step == steps {
+            let e = evaluate(&dev, &sae, &acts);
+            let mut values = vec![
+                ("mse", e.mse),
+                ("fvu", e.fvu),
+                ("dead_eval", e.dead),
+                ("dead_train", tracker.dead_fraction()),
+                ("alive_eval", 1.0 - e.dead),
+                ("l0", l0),
+                ("loss", loss),
+            ];
+            if variant.is_vsae() {
+                values.push(("kl", kl));
             }
-            if step >= steps {
-                break;
+            if let Some(r) = e.recovery {
+                values.push(("recovery", r));
             }
-            if ctx.stop_requested() {
-                return Err(RunStop::Stopped { step });
-            }
-            let x = acts.batch(batch, &mut rng);
-            let dead = matches!(variant, Variant::AuxK { .. }).then(|| tracker.dead_mask());
-            let out = sae.train_step(&dev, &x, batch, dead.as_deref(), &mut rng);
-            if !out.loss.is_finite() || out.grads.iter().flatten().any(|g| !g.is_finite()) {
-                return Err(RunStop::Diverged {
-                    step,
-                    reason: format!("non-finite loss or gradient ({})", out.loss),
-                });
-            }
-            tracker.observe(&out.z, batch);
-            l0 = out.z.iter().filter(|v| **v != 0.0).count() as f64 / batch as f64;
-            kl = out.kl as f64;
-            loss = out.loss as f64;
-            adam.step(&mut sae.params_mut(), &out.grads);
-            sae.normalize_decoder();
-            step += 1;
+            ctx.record(step, &values);
+            last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         }
-        Ok(RunEnd {
-            steps: step,
-            final_values: last,
-        })
+        if step >= steps {
+            break;
+        }
+        if ctx.stop_requested() {
+            return Err(RunStop::Stopped { step });
+        }
+        let x = acts.batch(batch, &mut rng);
+        let dead = matches!(variant, Variant::AuxK { .. }).then(|| tracker.dead_mask());
+        let out = sae.train_step(&dev, &x, batch, dead.as_deref(), &mut rng);
+        if !out.loss.is_finite() || out.grads.iter().flatten().any(|g| !g.is_finite()) {
+            return Err(RunStop::Diverged {
+                step,
+                reason: format!("non-finite loss or gradient ({})", out.loss),
+            });
+        }
+        tracker.observe(&out.z, batch);
+        l0 = out.z.iter().filter(|v| **v != 0.0).count() as f64 / batch as f64;
+        kl = out.kl as f64;
+        loss = out.loss as f64;
+        adam.step(&mut sae.params_mut(), &out.grads);
+        sae.normalize_decoder();
+        step += 1;
     }
+    Ok(RunEnd {
+        steps: step,
+        final_values: last,
+    })
 }

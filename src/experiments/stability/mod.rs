@@ -315,10 +315,6 @@ impl Experiment for SgdStability {
         ]
     }
 
-    fn total_steps(&self, params: &Params) -> u64 {
-        params.usize("steps") as u64
-    }
-
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {
         crate::on_device!(ctx, |dev| train(ctx, &dev))
     }
@@ -330,133 +326,131 @@ impl Experiment for SgdStability {
 
 /// Trains one run on the device `dev`.
 fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
-    {
-        let s = Setup::new(ctx.params, ctx.seed);
-        let dev = dev.clone();
-        let mut sample_rng = StdRng::seed_from_u64(ctx.seed ^ 0x5A3D);
-        let mut probe_rng = StdRng::seed_from_u64(ctx.seed ^ 0x9B0E);
-        let train_all = Batch::from_dataset(&dev, &s.train, None);
-        let test_all = Batch::from_dataset(&dev, &s.test, None);
-        let mut theta = s.theta0.clone();
-        let initial_loss = s.model.loss(&dev, &theta, &train_all);
-        let blowup = s.diverge_factor * initial_loss.max(1e-12);
-        let two_over_eta = 2.0 / s.eta;
-        ctx.log(format!(
-            "{} model, {} params, {} with batch {}, eta {}, initial loss {initial_loss:.4e}",
-            s.model.name(),
-            s.model.num_params(),
-            if s.full_batch { "GD" } else { "SGD" },
-            s.batch,
-            s.eta
-        ));
+    let s = Setup::new(ctx.params, ctx.seed);
+    let dev = dev.clone();
+    let mut sample_rng = StdRng::seed_from_u64(ctx.seed ^ 0x5A3D);
+    let mut probe_rng = StdRng::seed_from_u64(ctx.seed ^ 0x9B0E);
+    let train_all = Batch::from_dataset(&dev, &s.train, None);
+    let test_all = Batch::from_dataset(&dev, &s.test, None);
+    let mut theta = s.theta0.clone();
+    let initial_loss = s.model.loss(&dev, &theta, &train_all);
+    let blowup = s.diverge_factor * initial_loss.max(1e-12);
+    let two_over_eta = 2.0 / s.eta;
+    ctx.log(format!(
+        "{} model, {} params, {} with batch {}, eta {}, initial loss {initial_loss:.4e}",
+        s.model.name(),
+        s.model.num_params(),
+        if s.full_batch { "GD" } else { "SGD" },
+        s.batch,
+        s.eta
+    ));
 
-        let mut order: Vec<usize> = (0..s.train.n).collect();
-        let mut cursor = s.train.n; // reshuffle on first use
-        let mut last: BTreeMap<String, f64>;
-        let mut step: u64 = 0;
-        loop {
-            let at_end = step >= s.steps;
-            if step.is_multiple_of(s.log_every) || at_end {
-                let train_loss = s.model.loss(&dev, &theta, &train_all);
-                if !train_loss.is_finite() || train_loss > blowup {
-                    return Err(RunStop::Diverged {
-                        step,
-                        reason: format!("training loss {train_loss:.3e}"),
-                    });
-                }
-                let converged_early = train_loss < s.stop_loss;
-                let final_point = at_end || converged_early;
-                let probes = if final_point {
-                    s.final_probes
-                } else {
-                    s.probes
-                };
-                let c = measure_curvature(
-                    &dev,
-                    &s.model,
-                    &theta,
-                    &s.train,
-                    EstimatorSettings {
-                        probes,
-                        power_iters: s.power_iters,
-                        fd_step: s.fd_step,
-                    },
-                    &mut probe_rng,
-                );
-                let test_loss = s.model.loss(&dev, &theta, &test_all);
-                let values = [
-                    ("train_loss", train_loss),
-                    ("test_loss", test_loss),
-                    ("hessian_trace", c.trace),
-                    ("hessian_trace_se", c.trace_se),
-                    ("gn_trace", c.gn_trace),
-                    ("lambda_max", c.lambda_max),
-                    ("two_over_eta", two_over_eta),
-                    ("param_norm", s.model.param_norm(&theta)),
-                ];
-                ctx.record(step, &values);
-                last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-                if final_point {
-                    if converged_early && !at_end {
-                        ctx.log(format!(
-                            "training loss {train_loss:.2e} below stop_loss at step {step}"
-                        ));
-                    }
-                    break;
-                }
-            }
-            if ctx.stop_requested() {
-                return Err(RunStop::Stopped { step });
-            }
-            // One optimizer step.
-            let batch = if s.full_batch {
-                None
-            } else {
-                if cursor + s.batch > order.len() {
-                    order.shuffle(&mut sample_rng);
-                    cursor = 0;
-                }
-                cursor += s.batch;
-                Some(&order[cursor - s.batch..cursor])
-            };
-            let (loss, grad) = match batch {
-                None => s.model.loss_and_grad(&dev, &theta, &train_all),
-                Some(idx) => {
-                    let b = Batch::from_dataset(&dev, &s.train, Some(idx));
-                    s.model.loss_and_grad(&dev, &theta, &b)
-                }
-            };
-            if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+    let mut order: Vec<usize> = (0..s.train.n).collect();
+    let mut cursor = s.train.n; // reshuffle on first use
+    let mut last: BTreeMap<String, f64>;
+    let mut step: u64 = 0;
+    loop {
+        let at_end = step >= s.steps;
+        if step.is_multiple_of(s.log_every) || at_end {
+            let train_loss = s.model.loss(&dev, &theta, &train_all);
+            if !train_loss.is_finite() || train_loss > blowup {
                 return Err(RunStop::Diverged {
                     step,
-                    reason: format!("non-finite loss or gradient ({loss:.3e})"),
+                    reason: format!("training loss {train_loss:.3e}"),
                 });
             }
-            theta
-                .iter_mut()
-                .zip(&grad)
-                .for_each(|(t, g)| *t -= s.eta * g);
-            step += 1;
-        }
-
-        let converge_loss = ctx.params.f64("converge_loss");
-        last.insert(
-            "converged".into(),
-            if last["train_loss"] < converge_loss {
-                1.0
+            let converged_early = train_loss < s.stop_loss;
+            let final_point = at_end || converged_early;
+            let probes = if final_point {
+                s.final_probes
             } else {
-                0.0
-            },
-        );
-        last.insert("steps".into(), step as f64);
-        if let Some(dir) = ctx.dir.clone() {
-            write_artifacts(&dir, &s, &theta).map_err(|e| RunStop::Failed(e.to_string()))?;
+                s.probes
+            };
+            let c = measure_curvature(
+                &dev,
+                &s.model,
+                &theta,
+                &s.train,
+                EstimatorSettings {
+                    probes,
+                    power_iters: s.power_iters,
+                    fd_step: s.fd_step,
+                },
+                &mut probe_rng,
+            );
+            let test_loss = s.model.loss(&dev, &theta, &test_all);
+            let values = [
+                ("train_loss", train_loss),
+                ("test_loss", test_loss),
+                ("hessian_trace", c.trace),
+                ("hessian_trace_se", c.trace_se),
+                ("gn_trace", c.gn_trace),
+                ("lambda_max", c.lambda_max),
+                ("two_over_eta", two_over_eta),
+                ("param_norm", s.model.param_norm(&theta)),
+            ];
+            ctx.record(step, &values);
+            last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            if final_point {
+                if converged_early && !at_end {
+                    ctx.log(format!(
+                        "training loss {train_loss:.2e} below stop_loss at step {step}"
+                    ));
+                }
+                break;
+            }
         }
-        Ok(RunEnd {
-            steps: step,
-            final_values: last,
-        })
+        if ctx.stop_requested() {
+            return Err(RunStop::Stopped { step });
+        }
+        // One optimizer step.
+        let batch = if s.full_batch {
+            None
+        } else {
+            if cursor + s.batch > order.len() {
+                order.shuffle(&mut sample_rng);
+                cursor = 0;
+            }
+            cursor += s.batch;
+            Some(&order[cursor - s.batch..cursor])
+        };
+        let (loss, grad) = match batch {
+            None => s.model.loss_and_grad(&dev, &theta, &train_all),
+            Some(idx) => {
+                let b = Batch::from_dataset(&dev, &s.train, Some(idx));
+                s.model.loss_and_grad(&dev, &theta, &b)
+            }
+        };
+        if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            return Err(RunStop::Diverged {
+                step,
+                reason: format!("non-finite loss or gradient ({loss:.3e})"),
+            });
+        }
+        theta
+            .iter_mut()
+            .zip(&grad)
+            .for_each(|(t, g)| *t -= s.eta * g);
+        step += 1;
     }
+
+    let converge_loss = ctx.params.f64("converge_loss");
+    last.insert(
+        "converged".into(),
+        if last["train_loss"] < converge_loss {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    last.insert("steps".into(), step as f64);
+    if let Some(dir) = ctx.dir.clone() {
+        write_artifacts(&dir, &s, &theta).map_err(|e| RunStop::Failed(e.to_string()))?;
+    }
+    Ok(RunEnd {
+        steps: step,
+        final_values: last,
+    })
 }
 
 /// Final parameters (`params.safetensors`), the data (`data.safetensors`) and the model's formula
