@@ -236,6 +236,15 @@ impl RunStore {
 
     /// Every run under the root (launch folders one level down), oldest launch first.
     pub fn list(&self) -> Vec<StoredRun> {
+        self.run_dirs()
+            .into_iter()
+            .filter_map(|d| open_run(&d).ok())
+            .collect()
+    }
+
+    /// The directories of every run (those holding a `config.json`), oldest launch first,
+    /// without reading them.
+    pub fn run_dirs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let Ok(launches) = fs::read_dir(&self.root) else {
             return out;
@@ -252,11 +261,7 @@ impl RunStore {
                 .filter(|p| p.join("config.json").is_file())
                 .collect();
             runs.sort();
-            for dir in runs {
-                if let Ok(r) = open_run(&dir) {
-                    out.push(r);
-                }
-            }
+            out.extend(runs);
         }
         out
     }

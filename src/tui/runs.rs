@@ -207,9 +207,10 @@ pub fn scan_store(store: &RunStore, runs: &mut Vec<RunView>) {
             r.follow_file();
         }
     }
-    for stored in store.list() {
-        if !known.contains(&stored.dir) {
-            if let Some(v) = RunView::from_store(&stored.dir) {
+    // Only directories not seen before are opened.
+    for dir in store.run_dirs() {
+        if !known.contains(&dir) {
+            if let Some(v) = RunView::from_store(&dir) {
                 runs.push(v);
             }
         }
