@@ -275,66 +275,81 @@ fn tui_overhead(quick: bool, out: &mut String) {
             .map(|s| s.wall_s)
     };
     // Headless: the events are consumed and dropped.
-    let headless = rt.block_on(async {
-        let (m, mut events) = RunManager::new(RunStore::new(&root), 1, rt.handle().clone());
-        let launch = m.launch(&presets[idx], &req).ok()?;
-        while let Some(ev) = events.recv().await {
-            if matches!(ev, EngineEvent::LaunchEnded { .. }) {
-                break;
+    let headless = || {
+        rt.block_on(async {
+            let (m, mut events) = RunManager::new(RunStore::new(&root), 1, rt.handle().clone());
+            let launch = m.launch(&presets[idx], &req).ok()?;
+            while let Some(ev) = events.recv().await {
+                if matches!(ev, EngineEvent::LaunchEnded { .. }) {
+                    break;
+                }
             }
-        }
-        wall(&launch.runs[0].dir)
-    });
+            wall(&launch.runs[0].dir)
+        })
+    };
     // With the workbench loop drawing the dashboard.
-    let with_tui = rt.block_on(async {
-        let (m, mut events) = RunManager::new(RunStore::new(&root), 1, rt.handle().clone());
-        let mut app = App::new(presets.clone(), RunStore::new(&root));
-        app.focus = Panel::Dashboard;
-        crate::tui::perform(
-            &mut app,
-            &m,
-            &Action::Launch {
-                preset: idx,
-                arms: req.arms.clone(),
-                overrides: overrides.clone(),
-                seeds: vec![0],
-                device: Default::default(),
-            },
-        );
-        let dir = app.runs.last()?.dir.clone();
-        let mut terminal = Terminal::new(TestBackend::new(160, 48)).ok()?;
-        let (keys, mut input) = tokio::sync::mpsc::unbounded_channel();
-        let (_sig, mut signals) = tokio::sync::mpsc::unbounded_channel();
-        let watch = dir.clone();
-        tokio::spawn(async move {
-            while !watch.join("summary.json").exists() {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            let _ = keys.send(crossterm::event::Event::Key(
-                crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('q')),
-            ));
-            keys
-        });
-        // Keep redrawing every tick, as if data arrived all the time.
-        let _ = crate::tui::run_loop_with(
-            &mut terminal,
-            &mut app,
-            &m,
-            &mut input,
-            &mut events,
-            &mut signals,
-            true,
-        )
-        .await;
-        wall(&dir)
-    });
+    let with_tui = || {
+        rt.block_on(async {
+            let (m, mut events) = RunManager::new(RunStore::new(&root), 1, rt.handle().clone());
+            let mut app = App::new(presets.clone(), RunStore::new(&root));
+            app.focus = Panel::Dashboard;
+            crate::tui::perform(
+                &mut app,
+                &m,
+                &Action::Launch {
+                    preset: idx,
+                    arms: req.arms.clone(),
+                    overrides: overrides.clone(),
+                    seeds: vec![0],
+                    device: Default::default(),
+                },
+            );
+            let dir = app.runs.last()?.dir.clone();
+            let mut terminal = Terminal::new(TestBackend::new(160, 48)).ok()?;
+            let (keys, mut input) = tokio::sync::mpsc::unbounded_channel();
+            let (_sig, mut signals) = tokio::sync::mpsc::unbounded_channel();
+            let watch = dir.clone();
+            tokio::spawn(async move {
+                while !watch.join("summary.json").exists() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                let _ = keys.send(crossterm::event::Event::Key(
+                    crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('q')),
+                ));
+                keys
+            });
+            // Keep redrawing every tick, as if data arrived all the time.
+            let _ = crate::tui::run_loop_with(
+                &mut terminal,
+                &mut app,
+                &m,
+                &mut input,
+                &mut events,
+                &mut signals,
+                true,
+            )
+            .await;
+            wall(&dir)
+        })
+    };
+    // Interleaved repeats; the medians are compared.
+    let reps = if quick { 1 } else { 3 };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        a.extend(headless());
+        b.extend(with_tui());
+    }
     let _ = std::fs::remove_dir_all(&root);
-    if let (Some(a), Some(b)) = (headless, with_tui) {
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    if let (Some(a), Some(b)) = (median(&mut a), median(&mut b)) {
         let _ = writeln!(
             out,
-            "\ntraining throughput, relu-gd-eta0.1, {steps} steps, measurement every 500 steps: \
-             headless {:.0} steps/s, with the workbench drawing every frame {:.0} steps/s \
-             (the workbench costs {:.1}% of the throughput; target: within 3%)",
+            "\ntraining throughput, relu-gd-eta0.1, {steps} steps, measurement every 500 steps, \
+             median of {reps}: headless {:.0} steps/s, with the workbench drawing every frame \
+             {:.0} steps/s (the workbench costs {:.1}% of the throughput; target: within 3%)",
             steps as f64 / a,
             steps as f64 / b,
             (1.0 - a / b) * 100.0
