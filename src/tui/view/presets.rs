@@ -8,6 +8,9 @@ use ratatui::Frame;
 
 use crate::tui::app::App;
 
+/// Papers on the roadmap (one preset each).
+const ROADMAP: usize = 24;
+
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
@@ -46,7 +49,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let mut state = ListState::default().with_selected(Some(app.selected));
     frame.render_stateful_widget(
         List::new(items)
-            .block(Block::default().borders(Borders::ALL).title(" Presets "))
+            .block(Block::default().borders(Borders::ALL).title(format!(
+                " Presets ({} more papers on the roadmap are not built yet) ",
+                ROADMAP.saturating_sub(crate::presets::BUILTIN.len())
+            )))
             .highlight_style(Style::default().bg(Color::DarkGray))
             .highlight_symbol("> "),
         left,
