@@ -257,6 +257,29 @@ async fn stop_all_ends_runs_early_and_keeps_their_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_arms_and_seeds_run_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (m, mut events) = RunManager::new(
+        RunStore::new(root.path()),
+        1,
+        tokio::runtime::Handle::current(),
+    );
+    let p = preset("sgd-stability");
+    let req = LaunchRequest {
+        arms: vec!["diag-gd-eta0.04".into(), "diag-gd-eta0.04".into()],
+        seeds: vec![1, 1],
+        overrides: vec![set("steps", "200")],
+        device: Default::default(),
+    };
+    let launch = m.launch(&p, &req).unwrap();
+    assert_eq!(launch.runs.len(), 1);
+    collect(&mut events).await;
+    let log = read_metrics(&launch.runs[0].dir.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log.points.iter().map(|p| p.step).collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_launch_requests_are_one_line_errors() {
     let root = tempfile::tempdir().unwrap();
     let (m, _events) = RunManager::new(

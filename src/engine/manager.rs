@@ -101,11 +101,19 @@ pub fn resolve(preset: &Preset, req: &LaunchRequest) -> Result<Vec<(String, u64,
             })
             .collect::<Result<_, _>>()?
     };
-    let seeds = if req.seeds.is_empty() {
+    let mut seeds = if req.seeds.is_empty() {
         preset.seeds.clone()
     } else {
         req.seeds.clone()
     };
+    // A repeated seed or arm would share a run folder: keep the first of each.
+    let mut seen = std::collections::HashSet::new();
+    seeds.retain(|s| seen.insert(*s));
+    let mut seen_arms = std::collections::HashSet::new();
+    let arms: Vec<_> = arms
+        .into_iter()
+        .filter(|a| seen_arms.insert(a.name.clone()))
+        .collect();
     let mut out = Vec::new();
     for arm in arms {
         let mut p = arm.params.clone();
@@ -165,8 +173,8 @@ impl RunManager {
                 self.store.root.display()
             )
         })?;
+        // Every folder first: a launch that cannot write one starts nothing.
         let mut runs = Vec::new();
-        let mut handles = Vec::new();
         for (arm, seed, params) in planned {
             let config = RunConfig {
                 preset: preset.id.clone(),
@@ -182,7 +190,7 @@ impl RunManager {
                 .store
                 .create_run(&dir, &config)
                 .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
-            let info = RunInfo {
+            runs.push(RunInfo {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 launch: launch_id,
                 preset: preset.id.clone(),
@@ -192,11 +200,13 @@ impl RunManager {
                 params,
                 dir: run_dir,
                 device: req.device,
-            };
+            });
+        }
+        let mut handles = Vec::new();
+        for info in &runs {
             let stop = Arc::new(AtomicBool::new(false));
             self.stops.lock().unwrap().insert(info.id, stop.clone());
             handles.push(self.spawn_run(exp, info.clone(), stop));
-            runs.push(info);
         }
         let events = self.events.clone();
         let claim = preset.claim.clone();
@@ -243,8 +253,20 @@ impl RunManager {
         let limit = self.limit.clone();
         let events = self.events.clone();
         self.runtime.spawn(async move {
-            let permit = limit.acquire_owned().await.ok();
-            let (status, final_values) = if stop.load(Ordering::Relaxed) {
+            // Wait for a free slot, but end at once when stopped while queued.
+            let permit = loop {
+                if stop.load(Ordering::Relaxed) {
+                    break None;
+                }
+                match limit.clone().try_acquire_owned() {
+                    Ok(p) => break Some(p),
+                    Err(tokio::sync::TryAcquireError::Closed) => break None,
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                    }
+                }
+            };
+            let (status, final_values) = if permit.is_none() || stop.load(Ordering::Relaxed) {
                 // Stopped while queued: it never trained, but its folder says so.
                 let status = RunStatus::Stopped { step: 0 };
                 let _ = store::write_summary(

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -113,22 +113,18 @@ impl MetricsWriter {
 /// Reads `metrics.jsonl`, tolerating a truncated last line. A malformed line elsewhere is an
 /// error naming the line.
 pub fn read_metrics(path: &Path) -> Result<MetricsLog, String> {
-    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let lines: Vec<String> = BufReader::new(f)
-        .split(b'\n')
-        .map(|l| l.map(|b| String::from_utf8_lossy(&b).into_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let complete_last = fs::read(path)
-        .map(|b| b.last() == Some(&b'\n'))
-        .unwrap_or(true);
+    // One read: the lines and whether the last one is complete come from the same bytes.
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let complete_last = bytes.last().is_none_or(|b| *b == b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let mut log = MetricsLog::default();
     let count = lines.len();
     for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+        let text = String::from_utf8_lossy(line);
+        if text.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<MetricPoint>(line) {
+        match serde_json::from_str::<MetricPoint>(&text) {
             Ok(p) => log.points.push(p),
             Err(_) if i + 1 == count && !complete_last => log.truncated_tail = true,
             Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),

@@ -95,6 +95,18 @@ pub enum Overlay {
     },
 }
 
+/// A `&'static str` for a metric name read from disk, leaked once per distinct name.
+fn intern(name: String) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap();
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.into_boxed_str());
+    names.push(n);
+    n
+}
+
 /// Smoothing weights `+` and `-` step through.
 pub const SMOOTHING: [f64; 7] = [0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99];
 
@@ -329,7 +341,7 @@ impl App {
         names.dedup();
         names
             .into_iter()
-            .map(|n| MetricSpec::new(Box::leak(n.into_boxed_str()), "metric"))
+            .map(|n| MetricSpec::new(intern(n), "metric"))
             .collect()
     }
 

@@ -230,15 +230,32 @@ fn spawn_signal_task() -> mpsc::UnboundedReceiver<Signal> {
 }
 
 /// Waits until every launch of this session has ended (their verdicts are then written),
-/// printing progress when `print` is set.
+/// printing progress when `print` is set. SIGTERM or SIGINT stops every run (their metrics are
+/// kept); a second one exits at once. A hang-up changes nothing: the runs go on.
 pub async fn drain_launches(
     app: &mut App,
+    manager: &RunManager,
     engine: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    signals: &mut mpsc::UnboundedReceiver<Signal>,
     print: bool,
 ) {
     let mut out = io::stdout();
+    let mut stopping = false;
     while !app.active_launches.is_empty() {
-        let Some(ev) = engine.recv().await else { break };
+        let ev = tokio::select! {
+            ev = engine.recv() => ev,
+            Some(sig) = signals.recv() => {
+                if sig == Signal::Terminate {
+                    if stopping {
+                        std::process::exit(130);
+                    }
+                    stopping = true;
+                    manager.stop_all();
+                }
+                continue;
+            }
+        };
+        let Some(ev) = ev else { break };
         if print {
             match &ev {
                 EngineEvent::Ended { run, status, .. } => {
@@ -261,6 +278,9 @@ pub async fn drain_launches(
 }
 
 /// Runs the workbench on the real terminal until the user quits. Returns the process exit code.
+///
+/// Nothing here may print with `println!`/`eprintln!` once the terminal may be gone (after a
+/// hang-up they panic on the dead descriptor): every write ignores its error.
 pub fn run(
     app: App,
     manager: Arc<RunManager>,
@@ -283,44 +303,73 @@ pub fn run(
     )?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     let mut input = spawn_input_thread();
-    let exit = rt.block_on(async {
-        let mut signals = spawn_signal_task();
-        run_loop(
-            &mut terminal,
-            &mut app,
-            &manager,
-            &mut input,
-            &mut engine,
-            &mut signals,
-        )
-        .await
-    });
-    drop(terminal);
+    // Signals are watched for the whole life of the process, also while runs finish headless.
+    let mut signals = rt.block_on(async { spawn_signal_task() });
+    let exit = rt.block_on(run_loop(
+        &mut terminal,
+        &mut app,
+        &manager,
+        &mut input,
+        &mut engine,
+        &mut signals,
+    ));
     drop(guard);
-    let exit = exit?;
+    // ratatui's Terminal prints to stderr when it cannot restore the cursor on drop, which
+    // panics on a hung-up terminal: the terminal was restored above, so it is not dropped.
+    std::mem::forget(terminal);
+    // A drawing error means the terminal went away: finish the runs as after a hang-up.
+    let exit = exit.unwrap_or(LoopExit::InputClosed);
+    let say = |line: String| {
+        let _ = writeln!(io::stdout(), "{line}");
+    };
     match exit {
-        LoopExit::Quit(QuitMode::Now) => {}
+        LoopExit::Quit(QuitMode::Now) => {
+            // Nothing is running, but a verdict may still be being written.
+            rt.block_on(drain_launches(
+                &mut app,
+                &manager,
+                &mut engine,
+                &mut signals,
+                false,
+            ));
+        }
         LoopExit::Quit(QuitMode::StopRuns) | LoopExit::Signal(Signal::Terminate) => {
             manager.stop_all();
-            let _ = writeln!(
-                io::stdout(),
+            say(format!(
                 "reglab: stopping every run; metrics written so far are kept in {}",
                 app.store.root.display()
-            );
-            rt.block_on(drain_launches(&mut app, &mut engine, false));
+            ));
+            rt.block_on(drain_launches(
+                &mut app,
+                &manager,
+                &mut engine,
+                &mut signals,
+                false,
+            ));
         }
         LoopExit::Quit(QuitMode::KeepRunning) => {
-            let _ = writeln!(
-                io::stdout(),
-                "reglab: {} run(s) continue headless; results go to {}",
+            say(format!(
+                "reglab: {} run(s) continue headless; results go to {} (Ctrl-C stops them)",
                 app.active_runs(),
                 app.store.root.display()
-            );
-            rt.block_on(drain_launches(&mut app, &mut engine, true));
+            ));
+            rt.block_on(drain_launches(
+                &mut app,
+                &manager,
+                &mut engine,
+                &mut signals,
+                true,
+            ));
         }
         LoopExit::Signal(Signal::Hangup) | LoopExit::InputClosed => {
             // The terminal is gone: finish every run quietly, writing to the run store.
-            rt.block_on(drain_launches(&mut app, &mut engine, false));
+            rt.block_on(drain_launches(
+                &mut app,
+                &manager,
+                &mut engine,
+                &mut signals,
+                false,
+            ));
         }
     }
     Ok(0)
