@@ -114,6 +114,19 @@ fn reglab_pid(runs: &Path) -> Option<u32> {
     None
 }
 
+/// Waits (up to 10 s) for the reglab process writing under `runs`.
+fn wait_for_pid(runs: &Path) -> u32 {
+    let mut pid = None;
+    wait_for(
+        || {
+            pid = reglab_pid(runs);
+            pid.is_some()
+        },
+        Duration::from_secs(10),
+    );
+    pid.expect("reglab pid")
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -204,17 +217,7 @@ fn sigterm_stops_runs_keeps_metrics_and_restores_the_terminal() {
     let mut child = start(runs.path());
     // Launch the long-running fixture.
     send(&mut child, &format!("{}\r", preset_key("slow-stability")));
-    let pid = {
-        let mut pid = None;
-        wait_for(
-            || {
-                pid = reglab_pid(runs.path());
-                pid.is_some()
-            },
-            Duration::from_secs(10),
-        );
-        pid.expect("reglab pid")
-    };
+    let pid = wait_for_pid(runs.path());
     assert!(
         wait_for(
             || stored_statuses(runs.path()).iter().any(|s| s.2 >= 2),
@@ -250,17 +253,7 @@ fn sighup_lets_the_runs_finish() {
     let mut child = start_with_jobs(runs.path(), 1);
     // This fixture runs for a few seconds: launch it, then drop the "SSH session".
     send(&mut child, &format!("{}\r", preset_key("short-stability")));
-    let pid = {
-        let mut pid = None;
-        wait_for(
-            || {
-                pid = reglab_pid(runs.path());
-                pid.is_some()
-            },
-            Duration::from_secs(10),
-        );
-        pid.expect("reglab pid")
-    };
+    let pid = wait_for_pid(runs.path());
     assert!(
         wait_for(
             || !stored_statuses(runs.path()).is_empty(),

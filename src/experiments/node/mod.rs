@@ -487,18 +487,8 @@ impl Trainer {
                     onehot[r * CLASSES + y] = 1.0;
                 }
                 let target = dev.tensor_from_vec(onehot, (batch, CLASSES));
-                let mut loss = cross_entropy_with_logits_loss(logits, target);
-                let task_loss = loss.as_vec()[0];
-                let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
-                if let Some(r) = reg {
-                    if self.reg == Regularizer::Local {
-                        reg_value = r.as_vec()[0];
-                    }
-                    loss = loss + r * self.reg_weight;
-                }
-                if !loss.as_vec()[0].is_finite() {
-                    return Err("non-finite loss".into());
-                }
+                let loss = cross_entropy_with_logits_loss(logits, target);
+                let (task_loss, reg_value, loss) = self.add_regularizer(loss, reg, &sol)?;
                 let g = loss.backward();
                 let mut grads = Dynamics::grads(&p, &g);
                 grads.push(g.get(&w_in).as_vec());
@@ -549,18 +539,8 @@ impl Trainer {
                         Some(l) => l + term,
                     });
                 }
-                let mut loss = loss.ok_or("no outputs")?;
-                let task_loss = loss.as_vec()[0];
-                let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
-                if let Some(r) = reg {
-                    if self.reg == Regularizer::Local {
-                        reg_value = r.as_vec()[0];
-                    }
-                    loss = loss + r * self.reg_weight;
-                }
-                if !loss.as_vec()[0].is_finite() {
-                    return Err("non-finite loss".into());
-                }
+                let loss = loss.ok_or("no outputs")?;
+                let (task_loss, reg_value, loss) = self.add_regularizer(loss, reg, &sol)?;
                 let g = loss.backward();
                 let grads = Dynamics::grads(&p, &g);
                 adam.step(model.dynamics.params_mut(), &grads);
@@ -571,6 +551,30 @@ impl Trainer {
                 })
             }
         }
+    }
+
+    /// Adds the weighted regularizer to the task loss. Returns the task loss, the regularizer's
+    /// value (the taped one for local regularization, else the global form from the host
+    /// solve) and the total loss; a non-finite total is an error.
+    fn add_regularizer<D: Device<f64>>(
+        &self,
+        loss: net::TapedScalar<D>,
+        reg: Option<net::TapedScalar<D>>,
+        sol: &ode::Solution,
+    ) -> Result<(f64, f64, net::TapedScalar<D>), String> {
+        let task_loss = loss.as_vec()[0];
+        let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
+        let mut loss = loss;
+        if let Some(r) = reg {
+            if self.reg == Regularizer::Local {
+                reg_value = r.as_vec()[0];
+            }
+            loss = loss + r * self.reg_weight;
+        }
+        if !loss.as_vec()[0].is_finite() {
+            return Err("non-finite loss".into());
+        }
+        Ok((task_loss, reg_value, loss))
     }
 
     /// The local regularizer's step: the accepted step containing a uniformly random time
