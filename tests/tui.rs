@@ -462,3 +462,51 @@ fn relative_nfe_is_derived_live_from_the_baseline_arm() {
     );
     assert!(s.contains("0.5200"), "{s}");
 }
+
+#[test]
+fn many_runs_are_charted_as_one_mean_line_per_arm() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    let p = a.presets[0].clone();
+    let launch_dir = root.path().join("sgd-stability-many");
+    let arms = ["diag-gd-eta0.01", "diag-gd-eta0.04", "diag-gd-eta0.12"];
+    let infos: Vec<RunInfo> = (0..15u64)
+        .map(|i| {
+            let arm = arms[(i / 5) as usize];
+            RunInfo {
+                id: 100 + i,
+                launch: 3,
+                preset: p.id.clone(),
+                arm: arm.to_string(),
+                seed: i % 5,
+                params: Params::default(),
+                total_steps: 10,
+                dir: launch_dir.join(format!("{arm}-s{}", i % 5)),
+                device: Default::default(),
+            }
+        })
+        .collect();
+    a.add_launch(&p.id, 3, &launch_dir, &infos);
+    for info in &infos {
+        a.apply(EngineEvent::Metrics {
+            run: info.id,
+            point: MetricPoint {
+                step: 0,
+                elapsed_s: 0.0,
+                metrics: [("train_loss".to_string(), 1.0 + info.seed as f64)]
+                    .into_iter()
+                    .collect(),
+            },
+        });
+    }
+    a.focus = Panel::Dashboard;
+    let s = screen(&a, 140, 50);
+    assert!(s.contains("mean over seeds per arm"), "{s}");
+    // The legend names the three arms (the table below still lists every run).
+    for arm in arms {
+        assert!(
+            s.contains(&format!("│{arm}│")),
+            "{arm} missing from the legend:\n{s}"
+        );
+    }
+}

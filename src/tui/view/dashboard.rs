@@ -20,6 +20,32 @@ use super::{fmt_duration, run_color};
 
 /// Sparkline characters per metric cell.
 const SPARK: usize = 8;
+/// With more runs than this on the chart, it draws one line per arm (the mean over its seeds).
+pub const GROUP_ABOVE: usize = 12;
+
+/// The mean of several series at each step they share (steps seen in only some series use the
+/// series that have them).
+fn mean_by_step(series: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    if series.len() == 1 {
+        return series[0].clone();
+    }
+    let mut acc: std::collections::BTreeMap<u64, (f64, f64, usize)> = Default::default();
+    for s in series {
+        for &(x, y) in s {
+            if y.is_finite() {
+                let e = acc.entry(x.to_bits()).or_insert((x, 0.0, 0));
+                e.1 += y;
+                e.2 += 1;
+            }
+        }
+    }
+    let mut out: Vec<(f64, f64)> = acc
+        .into_values()
+        .map(|(x, s, n)| (x, s / n as f64))
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let shown = app.shown_runs();
@@ -62,15 +88,37 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
     let m = &metrics[app.metric_idx % metrics.len()];
     let log = app.log_scale;
     let w = app.smoothing();
+    // Many runs: one line per arm, the mean over its seeds; otherwise one line per run.
+    let grouped = shown.len() > GROUP_ABOVE;
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for &ri in shown {
+        let label = if grouped {
+            app.runs[ri].arm.clone()
+        } else {
+            app.runs[ri].label()
+        };
+        match groups.iter_mut().find(|g| g.0 == label) {
+            Some(g) => g.1.push(ri),
+            None => groups.push((label, vec![ri])),
+        }
+    }
     // Owned series first: datasets borrow them.
     let mut series: Vec<Series> = Vec::new();
-    for (ci, &ri) in shown.iter().enumerate() {
-        let run = &app.runs[ri];
-        if let Some(points) = app.series_points(ri, m.name) {
-            series.push((ci, false, to_scale(&smooth(&points, w), log)));
+    for (ci, (_, members)) in groups.iter().enumerate() {
+        let own: Vec<Vec<(f64, f64)>> = members
+            .iter()
+            .filter_map(|&ri| app.series_points(ri, m.name))
+            .collect();
+        if !own.is_empty() {
+            series.push((ci, false, to_scale(&smooth(&mean_by_step(&own), w), log)));
         }
-        if let Some(h) = m.reference.and_then(|r| run.series.get(r)) {
-            series.push((ci, true, to_scale(&h.points(), log)));
+        let refs: Vec<Vec<(f64, f64)>> = members
+            .iter()
+            .filter_map(|&ri| m.reference.and_then(|r| app.runs[ri].series.get(r)))
+            .map(|h| h.points())
+            .collect();
+        if !refs.is_empty() {
+            series.push((ci, true, to_scale(&mean_by_step(&refs), log)));
         }
     }
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -94,11 +142,10 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
     }
     let pad = (y1 - y0) * 0.05;
     let (y0, y1) = (y0 - pad, y1 + pad);
-    let named = shown.len() <= 8;
+    let named = groups.len() <= 8;
     let datasets: Vec<Dataset> = series
         .iter()
         .map(|(ci, is_ref, pts)| {
-            let run = &app.runs[shown[*ci]];
             let mut d = Dataset::default()
                 .data(pts)
                 .graph_type(GraphType::Line)
@@ -109,7 +156,7 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
                 })
                 .style(Style::default().fg(run_color(*ci)));
             if named && !*is_ref {
-                d = d.name(run.label());
+                d = d.name(groups[*ci].0.clone());
             }
             d
         })
@@ -126,10 +173,15 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
         .map(|r| format!(", dotted: {r}"))
         .unwrap_or_default();
     let title = format!(
-        " {} ({}/{}){}{}{} ",
+        " {} ({}/{}){}{}{}{} ",
         m.label,
         app.metric_idx % metrics.len() + 1,
         metrics.len(),
+        if grouped {
+            ", mean over seeds per arm"
+        } else {
+            ""
+        },
         if log { ", log scale" } else { "" },
         if w > 0.0 {
             format!(", smoothing {w}")
