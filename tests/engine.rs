@@ -27,6 +27,17 @@ fn set(k: &str, v: &str) -> Override {
     }
 }
 
+/// A run manager writing under `root`, at most `jobs` runs at once, on the test's runtime.
+fn manager(
+    root: &std::path::Path,
+    jobs: usize,
+) -> (
+    RunManager,
+    tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+) {
+    RunManager::new(RunStore::new(root), jobs, tokio::runtime::Handle::current())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sgd_stability_claim_holds_at_small_scale() {
     let root = tempfile::tempdir().unwrap();
@@ -72,11 +83,7 @@ async fn sgd_stability_claim_holds_at_small_scale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diverging_run_ends_at_its_step_while_the_others_finish() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        2,
-        tokio::runtime::Handle::current(),
-    );
+    let (m, mut events) = manager(root.path(), 2);
     let p = preset("sgd-stability");
     let req = LaunchRequest {
         arms: vec![
@@ -146,11 +153,7 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_store_reopens_what_was_streamed_and_runs_are_deterministic() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        2,
-        tokio::runtime::Handle::current(),
-    );
+    let (m, mut events) = manager(root.path(), 2);
     let p = preset("sgd-stability");
     let req = LaunchRequest {
         arms: vec!["relu-sgd1-eta0.02".into()],
@@ -213,11 +216,7 @@ async fn run_store_reopens_what_was_streamed_and_runs_are_deterministic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_all_ends_runs_early_and_keeps_their_metrics() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        1,
-        tokio::runtime::Handle::current(),
-    );
+    let (m, mut events) = manager(root.path(), 1);
     let p = preset("sgd-stability");
     let req = LaunchRequest {
         arms: vec!["relu-gd-eta0.02".into(), "relu-sgd1-eta0.005".into()],
@@ -259,11 +258,7 @@ async fn stop_all_ends_runs_early_and_keeps_their_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_arms_and_seeds_run_once() {
     let root = tempfile::tempdir().unwrap();
-    let (m, mut events) = RunManager::new(
-        RunStore::new(root.path()),
-        1,
-        tokio::runtime::Handle::current(),
-    );
+    let (m, mut events) = manager(root.path(), 1);
     let p = preset("sgd-stability");
     let req = LaunchRequest {
         arms: vec!["diag-gd-eta0.04".into(), "diag-gd-eta0.04".into()],
@@ -282,11 +277,7 @@ async fn repeated_arms_and_seeds_run_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_launch_requests_are_one_line_errors() {
     let root = tempfile::tempdir().unwrap();
-    let (m, _events) = RunManager::new(
-        RunStore::new(root.path()),
-        1,
-        tokio::runtime::Handle::current(),
-    );
+    let (m, _events) = manager(root.path(), 1);
     let p = preset("sgd-stability");
     let e = m
         .launch(
