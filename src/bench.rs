@@ -13,7 +13,9 @@ use rand::SeedableRng;
 use crate::experiments::stability::data;
 use crate::experiments::stability::models::{Batch, Model};
 use crate::experiments::{self, MemorySink, RunContext};
-use crate::metrics::hessian::{fd_hvp, hutchinson_trace};
+use crate::metrics::hessian::hutchinson_trace;
+use crate::nn::curvature::{fd_hvp, DeviceSpace};
+use crate::nn::{ParamStore, ParamVec};
 use crate::params::{Override, Params};
 use crate::presets;
 
@@ -67,7 +69,7 @@ fn steps_per_second(quick: bool, out: &mut String) {
                     set("log_every", n),
                     set("stop_loss", 0),
                     set("final_probes", 4),
-                    set("power_iters", 2),
+                    set("lanczos_iters", 2),
                 ],
             )?;
             run_seconds(&p, 0)
@@ -112,17 +114,19 @@ fn hutchinson_cost(quick: bool, out: &mut String) {
         let theta: Vec<f64> = (0..model.num_params())
             .map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.1)
             .collect();
+        let mut store = model.store(&dev, &theta);
+        let space = DeviceSpace::of(&store);
         let t0 = Instant::now();
-        let _ = model.loss_and_grad(&dev, &theta, &batch);
+        let _ = model.gradient(&store, &batch);
         let grad_s = t0.elapsed().as_secs_f64();
         let mut evals = 0usize;
-        let mut grad = |t: &[f64]| {
+        let mut grad = |s: &ParamStore<f64, Cpu>| {
             evals += 1;
-            model.loss_and_grad(&dev, t, &batch).1
+            model.gradient(s, &batch)
         };
         let t = Instant::now();
-        let mut hvp = |v: &[f64]| fd_hvp(&mut grad, &theta, v, 1e-2);
-        let est = hutchinson_trace(&mut hvp, model.num_params(), probes, &mut rng);
+        let mut hvp = |v: &ParamVec<f64, Cpu>| fd_hvp(&mut store, &mut grad, v, 1e-2);
+        let est = hutchinson_trace(&space, &mut hvp, probes, &mut rng);
         let secs = t.elapsed().as_secs_f64();
         let _ = writeln!(
             out,
@@ -258,7 +262,7 @@ fn tui_overhead(quick: bool, out: &mut String) {
         set("log_every", 500),
         set("stop_loss", 0),
         set("probes", 2),
-        set("power_iters", 2),
+        set("lanczos_iters", 2),
         set("final_probes", 2),
     ];
     let req = LaunchRequest {

@@ -40,7 +40,7 @@ const CASES: &[Case] = &[
             ("log_every", "10"),
             ("probes", "4"),
             ("final_probes", "4"),
-            ("power_iters", "4"),
+            ("lanczos_iters", "4"),
             ("stop_loss", "0"),
             ("eta", "0.01"),
         ],

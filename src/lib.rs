@@ -3,6 +3,7 @@
 //! The engine (experiments, metrics, run manager, run store) never touches the terminal; the
 //! headless runner and the terminal UI consume its events.
 
+pub mod artifacts;
 pub mod bench;
 pub mod cli;
 pub mod datasets;
@@ -14,11 +15,11 @@ pub mod headless;
 #[cfg(feature = "cuda")]
 pub mod kernels;
 pub mod metrics;
+pub mod nn;
 pub mod ode;
 pub mod optim;
 pub mod params;
 pub mod presets;
 pub mod report;
-pub mod safetensors;
 pub mod tui;
 pub mod verdict;

@@ -192,10 +192,10 @@ async fn run_store_reopens_what_was_streamed_and_runs_are_deterministic() {
         log.points.last().unwrap().metrics["hessian_trace"]
     );
     // Artifacts to recompute the Hessian elsewhere.
-    let params = reglab::safetensors::read(&run.dir.join("params.safetensors")).unwrap();
+    let params = reglab::artifacts::read(&run.dir.join("params.safetensors")).unwrap();
     assert_eq!(params["W"].shape, vec![20, 5]);
     assert_eq!(params["a"].shape, vec![20]);
-    let data = reglab::safetensors::read(&run.dir.join("data.safetensors")).unwrap();
+    let data = reglab::artifacts::read(&run.dir.join("data.safetensors")).unwrap();
     assert_eq!(data["x_train"].shape, vec![16, 5]);
     assert!(std::fs::read_to_string(run.dir.join("MODEL.txt"))
         .unwrap()

@@ -9,8 +9,12 @@ use rand_distr::{Distribution, StandardNormal};
 
 use reglab::experiments::stability::data::Dataset;
 use reglab::experiments::stability::models::{Batch, Model};
-use reglab::metrics::hessian::{fd_hvp, gauss_newton_trace, hutchinson_trace, power_iteration};
+use reglab::metrics::hessian::{
+    fd_hvp as host_fd_hvp, gauss_newton_trace, hutchinson_trace, lanczos, power_iteration,
+};
 use reglab::metrics::linalg::{dense_from_operator, mat_vec, symmetric_eigenvalues};
+use reglab::nn::curvature::{fd_hvp, DeviceSpace};
+use reglab::nn::{ParamStore, ParamVec};
 
 fn gaussian(n: usize, rng: &mut StdRng) -> Vec<f64> {
     (0..n).map(|_| StandardNormal.sample(rng)).collect()
@@ -72,7 +76,7 @@ fn fd_hvp_matches_analytic_hessian_of_diagonal_network() {
         let exact = mat_vec(&h, &v);
         // Central differences err by O(step^2) on this quartic loss.
         for (step, tol) in [(1e-2, 1e-4), (1e-4, 1e-7)] {
-            let approx = fd_hvp(&mut grad, &theta, &v, step);
+            let approx = host_fd_hvp(&mut grad, &theta, &v, step);
             let scale = exact.iter().map(|x| x.abs()).fold(1.0, f64::max);
             for (a, e) in approx.iter().zip(&exact) {
                 assert!(
@@ -115,7 +119,7 @@ fn dfdx_gradient_matches_analytic_gradient() {
 }
 
 #[test]
-fn estimators_match_a_tiny_relu_network_hessian_built_column_by_column() {
+fn device_estimators_match_a_tiny_relu_network_hessian_built_column_by_column() {
     let mut rng = StdRng::seed_from_u64(13);
     let dev = Cpu::default();
     let data = random_data(5, 3, &mut rng);
@@ -124,28 +128,42 @@ fn estimators_match_a_tiny_relu_network_hessian_built_column_by_column() {
     let batch = Batch::from_dataset(&dev, &data, None);
     let mut grad = |t: &[f64]| model.loss_and_grad(&dev, t, &batch).1;
     let p = model.num_params();
-    let dense = dense_from_operator(&mut |e: &[f64]| fd_hvp(&mut grad, &theta, e, 1e-4), p);
+    let dense = dense_from_operator(&mut |e: &[f64]| host_fd_hvp(&mut grad, &theta, e, 1e-4), p);
     let exact_trace: f64 = (0..p).map(|i| dense[i * p + i]).sum();
     let eig = symmetric_eigenvalues(&dense, p);
     assert!((eig.iter().sum::<f64>() - exact_trace).abs() < 1e-8);
 
-    let mut hvp = |v: &[f64]| fd_hvp(&mut grad, &theta, v, 1e-4);
-    let tr = hutchinson_trace(&mut hvp, p, 3000, &mut rng);
+    // The run's path: parameters in a device store, HVPs by axpy perturbations.
+    let mut store = model.store(&dev, &theta);
+    let space = DeviceSpace::of(&store);
+    let mut dgrad = |s: &ParamStore<f64, Cpu>| model.gradient(s, &batch);
+    let mut hvp = |v: &ParamVec<f64, Cpu>| fd_hvp(&mut store, &mut dgrad, v, 1e-4);
+    let tr = hutchinson_trace(&space, &mut hvp, 3000, &mut rng);
     assert!(
         (tr.value - exact_trace).abs() < 4.0 * tr.std_err + 1e-6,
         "Hutchinson {tr:?} vs exact {exact_trace}"
     );
 
-    let top = eig
+    let top_magnitude = eig
         .iter()
         .copied()
         .max_by(|a, b| a.abs().total_cmp(&b.abs()))
         .unwrap();
-    let lam = power_iteration(&mut hvp, p, 2000, 1e-12, &mut rng);
+    let lam = power_iteration(&space, &mut hvp, 2000, 1e-12, &mut rng);
     assert!(
-        (lam.value - top).abs() < 1e-4 * top.abs().max(1.0),
-        "power iteration {lam:?} vs {top} (spectrum {eig:?})"
+        (lam.value - top_magnitude).abs() < 1e-4 * top_magnitude.abs().max(1.0),
+        "power iteration {lam:?} vs {top_magnitude} (spectrum {eig:?})"
     );
+    // lambda_max is the algebraically largest eigenvalue: Lanczos to 1e-4 relative.
+    let top = eig.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let s = lanczos(&space, &mut hvp, 100, 1e-10, &mut rng);
+    assert!(
+        (s.top().value - top).abs() <= 1e-4 * top.abs().max(1.0),
+        "Lanczos {:?} vs {top} (spectrum {eig:?})",
+        s.top()
+    );
+    // The store's parameters are exactly as before the perturbations.
+    assert_eq!(ParamStore::download_vec(&store.snapshot()), theta);
 }
 
 #[test]
@@ -156,18 +174,26 @@ fn gauss_newton_trace_equals_hessian_trace_at_an_interpolating_point() {
     for model in [Model::Diagonal { dim: 6 }, Model::Relu { dim: 3, width: 5 }] {
         let mut data = random_data(8, model_dim(&model), &mut rng);
         let theta = gaussian(model.num_params(), &mut rng);
+        let store = model.store(&dev, &theta);
         let all = Batch::from_dataset(&dev, &data, None);
-        data.y = model.predict(&dev, &theta, &all);
+        data.y = model.predict(&store, &all);
         let batch = Batch::from_dataset(&dev, &data, None);
-        assert!(model.loss(&dev, &theta, &batch) < 1e-28);
+        assert!(model.loss(&store, &batch) < 1e-28);
 
-        let gn = gauss_newton_trace((0..data.n).map(|i| {
+        // Per-sample output gradients (one backward each) against the batched closed form.
+        let per_sample = gauss_newton_trace((0..data.n).map(|i| {
             let one = Batch::from_dataset(&dev, &data, Some(&[i]));
             model.output_grad(&dev, &theta, &one)
         }));
+        let gn = model.gauss_newton_trace(&store, &batch);
+        assert!(
+            (gn - per_sample).abs() < 1e-12 * per_sample.abs().max(1.0),
+            "{model:?}: closed form {gn} vs per-sample {per_sample}"
+        );
         let p = model.num_params();
         let mut grad = |t: &[f64]| model.loss_and_grad(&dev, t, &batch).1;
-        let dense = dense_from_operator(&mut |e: &[f64]| fd_hvp(&mut grad, &theta, e, 1e-4), p);
+        let dense =
+            dense_from_operator(&mut |e: &[f64]| host_fd_hvp(&mut grad, &theta, e, 1e-4), p);
         let trace: f64 = (0..p).map(|i| dense[i * p + i]).sum();
         assert!(
             (gn - trace).abs() < 1e-5 * trace.abs().max(1.0),

@@ -11,18 +11,19 @@ pub mod data;
 pub mod models;
 mod verdict;
 
-use std::collections::BTreeMap;
-
 use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::driver::{self, Evaluation, Schedule, Trainer};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
-use crate::metrics::hessian::{fd_hvp, gauss_newton_trace, hutchinson_trace, power_iteration};
+use crate::artifacts::{self, NamedTensor};
+use crate::metrics::hessian::{hutchinson_trace, lanczos};
 use crate::metrics::MetricSpec;
+use crate::nn::curvature::{fd_hvp, DeviceSpace};
+use crate::nn::{ParamStore, ParamVec};
 use crate::params::{ParamKind, ParamSpec, ParamValue, Params};
-use crate::safetensors::{self, NamedTensor};
 use crate::verdict::Verdict;
 use data::Dataset;
 use models::{Batch, Model};
@@ -39,7 +40,7 @@ struct Setup {
     log_every: u64,
     probes: usize,
     final_probes: usize,
-    power_iters: usize,
+    lanczos_iters: usize,
     fd_step: f64,
     stop_loss: f64,
     diverge_factor: f64,
@@ -112,7 +113,7 @@ impl Setup {
             log_every: p.usize("log_every").max(1) as u64,
             probes: p.usize("probes"),
             final_probes: p.usize("final_probes"),
-            power_iters: p.usize("power_iters"),
+            lanczos_iters: p.usize("lanczos_iters"),
             fd_step: p.f64("fd_step"),
             stop_loss: p.f64("stop_loss"),
             diverge_factor: p.f64("diverge_factor"),
@@ -130,7 +131,9 @@ pub struct Curvature {
     pub trace: f64,
     pub trace_se: f64,
     pub gn_trace: f64,
+    /// The algebraically largest eigenvalue (Lanczos) and its residual bound.
     pub lambda_max: f64,
+    pub lambda_residual: f64,
 }
 
 /// How hard the curvature estimators work.
@@ -138,36 +141,35 @@ pub struct Curvature {
 pub struct EstimatorSettings {
     /// Hutchinson probes.
     pub probes: usize,
-    /// Power-iteration steps (it stops earlier at a relative change below 1e-4).
-    pub power_iters: usize,
+    /// Lanczos iterations at most (it stops once the top residual is below 1e-6 relative).
+    pub lanczos_iters: usize,
     /// Central-difference step along a unit direction.
     pub fd_step: f64,
 }
 
-/// Measures the Hessian trace (Hutchinson), the Gauss-Newton trace and lambda_max at `theta`.
+/// Measures the Hessian trace (Hutchinson), the Gauss-Newton trace and lambda_max at the
+/// store's parameters; the vectors stay on the device, scalars come back.
 pub fn measure_curvature<D: Device<f64>>(
-    dev: &D,
     model: &Model,
-    theta: &[f64],
-    train: &Dataset,
+    store: &mut ParamStore<f64, D>,
+    full: &Batch<D>,
     est: EstimatorSettings,
     rng: &mut StdRng,
 ) -> Curvature {
-    let full = Batch::from_dataset(dev, train, None);
-    let mut grad = |t: &[f64]| model.loss_and_grad(dev, t, &full).1;
-    let mut hvp = |v: &[f64]| fd_hvp(&mut grad, theta, v, est.fd_step);
-    let p = model.num_params();
-    let tr = hutchinson_trace(&mut hvp, p, est.probes, rng);
-    let lam = power_iteration(&mut hvp, p, est.power_iters, 1e-4, rng);
-    let gn = gauss_newton_trace((0..train.n).map(|i| {
-        let one = Batch::from_dataset(dev, train, Some(&[i]));
-        model.output_grad(dev, theta, &one)
-    }));
+    let space = DeviceSpace::of(store);
+    let (tr, spectrum) = {
+        let mut grad = |s: &ParamStore<f64, D>| model.gradient(s, full);
+        let mut hvp = |v: &ParamVec<f64, D>| fd_hvp(store, &mut grad, v, est.fd_step);
+        let tr = hutchinson_trace(&space, &mut hvp, est.probes, rng);
+        (tr, lanczos(&space, &mut hvp, est.lanczos_iters, 1e-6, rng))
+    };
+    let top = spectrum.top();
     Curvature {
         trace: tr.value,
         trace_se: tr.std_err,
-        gn_trace: gn,
-        lambda_max: lam.value,
+        gn_trace: model.gauss_newton_trace(store, full),
+        lambda_max: top.value,
+        lambda_residual: top.std_err,
     }
 }
 
@@ -248,11 +250,11 @@ impl Experiment for SgdStability {
                 "Hutchinson probes at the final point",
             ),
             ParamSpec::int(
-                "power_iters",
+                "lanczos_iters",
                 40,
                 1,
                 100_000,
-                "power-iteration steps for lambda_max",
+                "Lanczos iterations (at most) for lambda_max, the algebraically largest eigenvalue",
             ),
             ParamSpec::float(
                 "fd_step",
@@ -297,6 +299,7 @@ impl Experiment for SgdStability {
             MetricSpec::new("hessian_trace_se", "trace std. error"),
             MetricSpec::new("gn_trace", "Gauss-Newton trace").reference("two_over_eta"),
             MetricSpec::new("lambda_max", "top eigenvalue").reference("two_over_eta"),
+            MetricSpec::new("lambda_residual", "lambda_max residual bound"),
             MetricSpec::new("two_over_eta", "2/eta"),
             MetricSpec::new("param_norm", "parameter norm").unit("path norm or |beta|_1"),
         ]
@@ -310,6 +313,7 @@ impl Experiment for SgdStability {
             "hessian_trace_se",
             "gn_trace",
             "lambda_max",
+            "lambda_residual",
             "two_over_eta",
             "param_norm",
         ]
@@ -327,15 +331,10 @@ impl Experiment for SgdStability {
 /// Trains one run on the device `dev`.
 fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, RunStop> {
     let s = Setup::new(ctx.params, ctx.seed);
-    let dev = dev.clone();
-    let mut sample_rng = StdRng::seed_from_u64(ctx.seed ^ 0x5A3D);
-    let mut probe_rng = StdRng::seed_from_u64(ctx.seed ^ 0x9B0E);
-    let train_all = Batch::from_dataset(&dev, &s.train, None);
-    let test_all = Batch::from_dataset(&dev, &s.test, None);
-    let mut theta = s.theta0.clone();
-    let initial_loss = s.model.loss(&dev, &theta, &train_all);
-    let blowup = s.diverge_factor * initial_loss.max(1e-12);
-    let two_over_eta = 2.0 / s.eta;
+    let store = s.model.store(dev, &s.theta0);
+    let train_all = Batch::from_dataset(dev, &s.train, None);
+    let test_all = Batch::from_dataset(dev, &s.test, None);
+    let initial_loss = s.model.loss(&store, &train_all);
     ctx.log(format!(
         "{} model, {} params, {} with batch {}, eta {}, initial loss {initial_loss:.4e}",
         s.model.name(),
@@ -344,150 +343,142 @@ fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
         s.batch,
         s.eta
     ));
+    let schedule = Schedule {
+        steps: s.steps,
+        log_every: s.log_every,
+        blowup: None,
+    };
+    let mut run = StabilityRun {
+        blowup: s.diverge_factor * initial_loss.max(1e-12),
+        converge_loss: ctx.params.f64("converge_loss"),
+        sample_rng: StdRng::seed_from_u64(ctx.seed ^ 0x5A3D),
+        probe_rng: StdRng::seed_from_u64(ctx.seed ^ 0x9B0E),
+        order: (0..s.train.n).collect(),
+        cursor: s.train.n, // reshuffle on first use
+        opt: crate::nn::Optimizer::new(crate::nn::Rule::sgd(), s.eta),
+        store,
+        train_all,
+        test_all,
+        s,
+    };
+    driver::drive(ctx, schedule, &mut run)
+}
 
-    let mut order: Vec<usize> = (0..s.train.n).collect();
-    let mut cursor = s.train.n; // reshuffle on first use
-    let mut last: BTreeMap<String, f64>;
-    let mut step: u64 = 0;
-    loop {
-        let at_end = step >= s.steps;
-        if step.is_multiple_of(s.log_every) || at_end {
-            let train_loss = s.model.loss(&dev, &theta, &train_all);
-            if !train_loss.is_finite() || train_loss > blowup {
-                return Err(RunStop::Diverged {
-                    step,
-                    reason: format!("training loss {train_loss:.3e}"),
-                });
-            }
-            let converged_early = train_loss < s.stop_loss;
-            let final_point = at_end || converged_early;
-            let probes = if final_point {
-                s.final_probes
-            } else {
-                s.probes
-            };
-            let c = measure_curvature(
-                &dev,
-                &s.model,
-                &theta,
-                &s.train,
-                EstimatorSettings {
-                    probes,
-                    power_iters: s.power_iters,
-                    fd_step: s.fd_step,
+/// One run's state between steps.
+struct StabilityRun<D: Device<f64>> {
+    s: Setup,
+    store: ParamStore<f64, D>,
+    opt: crate::nn::Optimizer<f64, D>,
+    train_all: Batch<D>,
+    test_all: Batch<D>,
+    blowup: f64,
+    converge_loss: f64,
+    sample_rng: StdRng,
+    probe_rng: StdRng,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl<D: Device<f64>> Trainer for StabilityRun<D> {
+    fn evaluate(&mut self, step: u64, last: bool) -> Result<Evaluation, RunStop> {
+        let s = &self.s;
+        let train_loss = s.model.loss(&self.store, &self.train_all);
+        if !train_loss.is_finite() || train_loss > self.blowup {
+            return Err(RunStop::Diverged {
+                step,
+                reason: format!("training loss {train_loss:.3e}"),
+            });
+        }
+        let converged_early = train_loss < s.stop_loss;
+        let final_point = last || converged_early;
+        let c = measure_curvature(
+            &s.model,
+            &mut self.store,
+            &self.train_all,
+            EstimatorSettings {
+                probes: if final_point {
+                    s.final_probes
+                } else {
+                    s.probes
                 },
-                &mut probe_rng,
-            );
-            let test_loss = s.model.loss(&dev, &theta, &test_all);
-            let values = [
+                lanczos_iters: s.lanczos_iters,
+                fd_step: s.fd_step,
+            },
+            &mut self.probe_rng,
+        );
+        let test_loss = s.model.loss(&self.store, &self.test_all);
+        Ok(Evaluation {
+            values: vec![
                 ("train_loss", train_loss),
                 ("test_loss", test_loss),
                 ("hessian_trace", c.trace),
                 ("hessian_trace_se", c.trace_se),
                 ("gn_trace", c.gn_trace),
                 ("lambda_max", c.lambda_max),
-                ("two_over_eta", two_over_eta),
-                ("param_norm", s.model.param_norm(&theta)),
-            ];
-            ctx.record(step, &values);
-            last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-            if final_point {
-                if converged_early && !at_end {
-                    ctx.log(format!(
-                        "training loss {train_loss:.2e} below stop_loss at step {step}"
-                    ));
-                }
-                break;
-            }
-        }
-        if ctx.stop_requested() {
-            return Err(RunStop::Stopped { step });
-        }
-        // One optimizer step.
-        let batch = if s.full_batch {
-            None
-        } else {
-            if cursor + s.batch > order.len() {
-                order.shuffle(&mut sample_rng);
-                cursor = 0;
-            }
-            cursor += s.batch;
-            Some(&order[cursor - s.batch..cursor])
-        };
-        let (loss, grad) = match batch {
-            None => s.model.loss_and_grad(&dev, &theta, &train_all),
-            Some(idx) => {
-                let b = Batch::from_dataset(&dev, &s.train, Some(idx));
-                s.model.loss_and_grad(&dev, &theta, &b)
-            }
-        };
-        if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            return Err(RunStop::Diverged {
-                step,
-                reason: format!("non-finite loss or gradient ({loss:.3e})"),
-            });
-        }
-        theta
-            .iter_mut()
-            .zip(&grad)
-            .for_each(|(t, g)| *t -= s.eta * g);
-        step += 1;
+                ("lambda_residual", c.lambda_residual),
+                ("two_over_eta", 2.0 / s.eta),
+                ("param_norm", s.model.param_norm_on(&self.store)),
+            ],
+            stop_early: converged_early,
+        })
     }
 
-    let converge_loss = ctx.params.f64("converge_loss");
-    last.insert(
-        "converged".into(),
-        if last["train_loss"] < converge_loss {
-            1.0
+    fn step(&mut self, _step: u64) -> Result<f64, RunStop> {
+        let s = &self.s;
+        let (loss, mut grads) = if s.full_batch {
+            s.model.loss_and_grads(&self.store, &self.train_all)
         } else {
-            0.0
-        },
-    );
-    last.insert("steps".into(), step as f64);
-    if let Some(dir) = ctx.dir.clone() {
-        write_artifacts(&dir, &s, &theta).map_err(|e| RunStop::Failed(e.to_string()))?;
+            if self.cursor + s.batch > self.order.len() {
+                self.order.shuffle(&mut self.sample_rng);
+                self.cursor = 0;
+            }
+            self.cursor += s.batch;
+            let idx = &self.order[self.cursor - s.batch..self.cursor];
+            let b = Batch::from_dataset(self.store.device(), &s.train, Some(idx));
+            s.model.loss_and_grads(&self.store, &b)
+        };
+        self.opt
+            .step(&mut self.store, &mut grads)
+            .map_err(|e| RunStop::Failed(format!("optimizer update: {e:?}")))?;
+        Ok(loss)
     }
-    Ok(RunEnd {
-        steps: step,
-        final_values: last,
-    })
-}
 
-/// Final parameters (`params.safetensors`), the data (`data.safetensors`) and the model's formula
-/// (`MODEL.txt`), so that the Hessian can be recomputed with other tools.
-fn write_artifacts(dir: &std::path::Path, s: &Setup, theta: &[f64]) -> std::io::Result<()> {
-    let tensors = match s.model {
-        Model::Relu { dim, width } => vec![
-            NamedTensor::new("W", &[width, dim], theta[..width * dim].to_vec()),
-            NamedTensor::new("a", &[width], theta[width * dim..].to_vec()),
-        ],
-        Model::Diagonal { dim } => vec![
-            NamedTensor::new("u", &[dim], theta[..dim].to_vec()),
-            NamedTensor::new("v", &[dim], theta[dim..].to_vec()),
-            NamedTensor::new("beta", &[dim], s.model.beta(theta)),
-        ],
-    };
-    safetensors::write(&dir.join("params.safetensors"), &tensors)?;
-    let mut data = vec![
-        NamedTensor::new("x_train", &[s.train.n, s.train.dim], s.train.x.clone()),
-        NamedTensor::new("y_train", &[s.train.n], s.train.y.clone()),
-        NamedTensor::new("x_test", &[s.test.n, s.test.dim], s.test.x.clone()),
-        NamedTensor::new("y_test", &[s.test.n], s.test.y.clone()),
-    ];
-    if !s.beta_star.is_empty() {
-        data.push(NamedTensor::new(
-            "beta_star",
-            &[s.beta_star.len()],
-            s.beta_star.clone(),
-        ));
+    fn finish(&mut self, last: &mut std::collections::BTreeMap<String, f64>, steps: u64) {
+        let converged = last["train_loss"] < self.converge_loss;
+        last.insert("converged".into(), if converged { 1.0 } else { 0.0 });
+        last.insert("steps".into(), steps as f64);
     }
-    safetensors::write(&dir.join("data.safetensors"), &data)?;
-    let text =
-        format!(
-        "{}\nfiles: params.safetensors (final parameters), data.safetensors (x_train, y_train, \
-         x_test, y_test{}; x is n x d row-major), all F64\n",
-        s.model.formula(),
-        if s.beta_star.is_empty() { "" } else { ", beta_star" }
-    );
-    std::fs::write(dir.join("MODEL.txt"), text)
+
+    fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let s = &self.s;
+        let theta: Vec<f64> = self
+            .store
+            .named_values()
+            .into_iter()
+            .flat_map(|(_, _, v)| v)
+            .collect();
+        let mut params: Vec<NamedTensor> = self
+            .store
+            .named_values()
+            .into_iter()
+            .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
+            .collect();
+        if let Model::Diagonal { dim } = s.model {
+            params.push(NamedTensor::new("beta", &[dim], s.model.beta(&theta)));
+        }
+        let mut data = vec![
+            NamedTensor::new("x_train", &[s.train.n, s.train.dim], s.train.x.clone()),
+            NamedTensor::new("y_train", &[s.train.n], s.train.y.clone()),
+            NamedTensor::new("x_test", &[s.test.n, s.test.dim], s.test.x.clone()),
+            NamedTensor::new("y_test", &[s.test.n], s.test.y.clone()),
+        ];
+        if !s.beta_star.is_empty() {
+            data.push(NamedTensor::new(
+                "beta_star",
+                &[s.beta_star.len()],
+                s.beta_star.clone(),
+            ));
+        }
+        artifacts::write_run(dir, &params, &data, &s.model.formula())
+    }
 }

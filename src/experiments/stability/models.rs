@@ -1,5 +1,5 @@
-//! The two models of the stability paper, written with dfdx tensors in f64, over a flat parameter
-//! vector so that the Hessian estimators can perturb it.
+//! The two models of the stability paper, written with dfdx tensors in f64 over a parameter store
+//! (the parameters stay on the run's device; the Hessian estimators perturb them there).
 //!
 //! - Two-layer ReLU network: `f(x) = sum_k a_k * relu(w_k . x)`, parameters `W` (m x d, rows
 //!   `w_k`) then `a` (m), flattened as `[W row-major, a]`.
@@ -8,6 +8,8 @@
 //! Loss on a set of n samples: `L = 1/(2n) sum_i (f(x_i) - y_i)^2`.
 
 use dfdx::prelude::*;
+
+use crate::nn::{ParamId, ParamStore, ParamVec, Taped};
 
 use super::data::Dataset;
 
@@ -69,93 +71,185 @@ impl Model {
         }
     }
 
-    /// Loss and its gradient with respect to the flat parameters, on `batch`.
+    /// A parameter store holding the flat parameters `theta` (`W`, `a` or `u`, `v`).
+    pub fn store<D: Device<f64>>(&self, dev: &D, theta: &[f64]) -> ParamStore<f64, D> {
+        assert_eq!(theta.len(), self.num_params(), "parameter vector size");
+        let mut store = ParamStore::new(dev);
+        match *self {
+            Model::Relu { dim, width } => {
+                store.add("W", &[width, dim], theta[..width * dim].to_vec());
+                store.add("a", &[width], theta[width * dim..].to_vec());
+            }
+            Model::Diagonal { dim } => {
+                store.add("u", &[dim], theta[..dim].to_vec());
+                store.add("v", &[dim], theta[dim..].to_vec());
+            }
+        }
+        store
+    }
+
+    /// The model's outputs on `batch`, traced.
+    fn outputs<D: Device<f64>>(
+        &self,
+        store: &ParamStore<f64, D>,
+        batch: &Batch<D>,
+    ) -> Taped<(usize,), f64, D> {
+        match *self {
+            Model::Relu { .. } => {
+                let w = store.matrix(ParamId(0));
+                let a = store.vector(ParamId(1));
+                a.matmul(w.matmul(batch.xt.clone()).relu())
+            }
+            Model::Diagonal { .. } => {
+                let beta = store.vector(ParamId(0)).square() - store.vector(ParamId(1)).square();
+                beta.matmul(batch.xt.clone())
+            }
+        }
+    }
+
+    /// Loss on `batch` and the gradients of the store's parameters.
+    pub fn loss_and_grads<D: Device<f64>>(
+        &self,
+        store: &ParamStore<f64, D>,
+        batch: &Batch<D>,
+    ) -> (f64, Gradients<f64, D>) {
+        let out = self.outputs(store, batch);
+        let loss = (out - batch.y.clone()).square().mean::<Rank0, _>() * 0.5;
+        let value = loss.as_vec()[0];
+        (value, loss.backward())
+    }
+
+    /// The gradient of the loss on `batch` as a device vector (for Hessian-vector products).
+    pub fn gradient<D: Device<f64>>(
+        &self,
+        store: &ParamStore<f64, D>,
+        batch: &Batch<D>,
+    ) -> ParamVec<f64, D> {
+        let mut g = self.loss_and_grads(store, batch).1;
+        store.gradient_vec(&mut g)
+    }
+
+    /// The model's outputs on `batch`, without a tape.
+    fn output_values<D: Device<f64>>(
+        &self,
+        store: &ParamStore<f64, D>,
+        batch: &Batch<D>,
+    ) -> Tensor<(usize,), f64, D> {
+        match *self {
+            Model::Relu { .. } => {
+                let w = store.matrix_value(ParamId(0));
+                store
+                    .flat(ParamId(1))
+                    .clone()
+                    .matmul(w.matmul(batch.xt.clone()).relu())
+            }
+            Model::Diagonal { .. } => {
+                let beta = store.flat(ParamId(0)).clone().square()
+                    - store.flat(ParamId(1)).clone().square();
+                beta.matmul(batch.xt.clone())
+            }
+        }
+    }
+
+    /// The model's outputs on every sample of `batch`, downloaded.
+    pub fn predict<D: Device<f64>>(
+        &self,
+        store: &ParamStore<f64, D>,
+        batch: &Batch<D>,
+    ) -> Vec<f64> {
+        self.output_values(store, batch).as_vec()
+    }
+
+    /// `1/(2n) sum (f - y)^2` without gradients; one scalar comes back.
+    pub fn loss<D: Device<f64>>(&self, store: &ParamStore<f64, D>, batch: &Batch<D>) -> f64 {
+        let pred = self.output_values(store, batch);
+        (pred - batch.y.clone()).square().sum::<Rank0, _>().as_vec()[0] / (2.0 * batch.len as f64)
+    }
+
+    /// The Gauss-Newton trace `(1/n) sum_i |grad_theta f(x_i)|^2` on `batch`, in closed form on
+    /// the device (equal to the Hessian trace at an interpolating minimum):
+    /// ReLU: `|grad f(x)|^2 = sum_k relu(w_k.x)^2 + |x|^2 sum_k a_k^2 [w_k.x > 0]`;
+    /// diagonal: `|grad f(x)|^2 = 4 sum_j (u_j^2 + v_j^2) x_j^2`.
+    pub fn gauss_newton_trace<D: Device<f64>>(
+        &self,
+        store: &ParamStore<f64, D>,
+        batch: &Batch<D>,
+    ) -> f64 {
+        let n = batch.len;
+        let xsq = batch.xt.clone().square();
+        let total = match *self {
+            Model::Relu { width, .. } => {
+                let pre = store.matrix_value(ParamId(0)).matmul(batch.xt.clone());
+                let active = pre.clone().gt(0.0);
+                let hidden = pre.relu();
+                let x_norms = xsq
+                    .sum::<(usize,), Axis<0>>()
+                    .broadcast_like::<_, Axis<0>>(&(width, n));
+                let a_sq = store
+                    .flat(ParamId(1))
+                    .clone()
+                    .square()
+                    .broadcast_like::<_, Axis<1>>(&(width, n));
+                let zeros = store.device().zeros_like(&(width, n));
+                let first = hidden.square().sum::<Rank0, _>();
+                let second = active.choose(a_sq * x_norms, zeros).sum::<Rank0, _>();
+                (first + second).as_vec()[0]
+            }
+            Model::Diagonal { .. } => {
+                let s = store.flat(ParamId(0)).clone().square()
+                    + store.flat(ParamId(1)).clone().square();
+                (s.matmul(xsq).sum::<Rank0, _>() * 4.0).as_vec()[0]
+            }
+        };
+        total / n as f64
+    }
+
+    /// The norm the paper ties to sharpness, on the device: the path norm `sum_k |a_k| |w_k|`
+    /// for the ReLU network, `|beta|_1` for the diagonal network.
+    pub fn param_norm_on<D: Device<f64>>(&self, store: &ParamStore<f64, D>) -> f64 {
+        match *self {
+            Model::Relu { .. } => {
+                let row_norms = store
+                    .matrix_value(ParamId(0))
+                    .square()
+                    .sum::<(usize,), Axis<1>>()
+                    .sqrt();
+                (row_norms * store.flat(ParamId(1)).clone().abs())
+                    .sum::<Rank0, _>()
+                    .as_vec()[0]
+            }
+            Model::Diagonal { .. } => {
+                let beta = store.flat(ParamId(0)).clone().square()
+                    - store.flat(ParamId(1)).clone().square();
+                beta.abs().sum::<Rank0, _>().as_vec()[0]
+            }
+        }
+    }
+
+    /// Loss and gradient at host parameters `theta` (reference tests).
     pub fn loss_and_grad<D: Device<f64>>(
         &self,
         dev: &D,
         theta: &[f64],
         batch: &Batch<D>,
     ) -> (f64, Vec<f64>) {
-        self.objective_grad(dev, theta, batch, Objective::Loss)
+        let store = self.store(dev, theta);
+        let (value, mut g) = self.loss_and_grads(&store, batch);
+        let grad = ParamStore::download_vec(&store.gradient_vec(&mut g));
+        (value, grad)
     }
 
-    /// Gradient of the summed outputs `sum_i f(x_i)`; for a one-sample batch, `grad f(x)`.
+    /// Gradient of the summed outputs `sum_i f(x_i)` at host parameters; for a one-sample batch,
+    /// `grad f(x)` (reference for the Gauss-Newton trace).
     pub fn output_grad<D: Device<f64>>(
         &self,
         dev: &D,
         theta: &[f64],
         batch: &Batch<D>,
     ) -> Vec<f64> {
-        self.objective_grad(dev, theta, batch, Objective::SumOutputs)
-            .1
-    }
-
-    fn objective_grad<D: Device<f64>>(
-        &self,
-        dev: &D,
-        theta: &[f64],
-        batch: &Batch<D>,
-        objective: Objective,
-    ) -> (f64, Vec<f64>) {
-        assert_eq!(theta.len(), self.num_params(), "parameter vector size");
-        let finish = |out: Tensor<(usize,), f64, D, OwnedTape<f64, D>>| {
-            let scalar = match objective {
-                Objective::Loss => (out - batch.y.clone()).square().mean::<Rank0, _>() * 0.5,
-                Objective::SumOutputs => out.sum::<Rank0, _>(),
-            };
-            let value = scalar.as_vec()[0];
-            (value, scalar.backward())
-        };
-        match *self {
-            Model::Relu { dim, width } => {
-                let w = dev.tensor_from_vec(theta[..width * dim].to_vec(), (width, dim));
-                let a = dev.tensor_from_vec(theta[width * dim..].to_vec(), (width,));
-                let hidden = w.leaky_trace().matmul(batch.xt.clone()).relu();
-                let out = a.leaky_trace().matmul(hidden);
-                let (value, grads) = finish(out);
-                let mut g = grads.get(&w).as_vec();
-                g.extend(grads.get(&a).as_vec());
-                (value, g)
-            }
-            Model::Diagonal { dim } => {
-                let u = dev.tensor_from_vec(theta[..dim].to_vec(), (dim,));
-                let v = dev.tensor_from_vec(theta[dim..].to_vec(), (dim,));
-                let beta = u.leaky_trace().square() - v.leaky_trace().square();
-                let out = beta.matmul(batch.xt.clone());
-                let (value, grads) = finish(out);
-                let mut g = grads.get(&u).as_vec();
-                g.extend(grads.get(&v).as_vec());
-                (value, g)
-            }
-        }
-    }
-
-    /// Model outputs on every sample of `data` (no gradient tape).
-    pub fn predict<D: Device<f64>>(&self, dev: &D, theta: &[f64], batch: &Batch<D>) -> Vec<f64> {
-        match *self {
-            Model::Relu { dim, width } => {
-                let w = dev.tensor_from_vec(theta[..width * dim].to_vec(), (width, dim));
-                let a = dev.tensor_from_vec(theta[width * dim..].to_vec(), (width,));
-                a.matmul(w.matmul(batch.xt.clone()).relu()).as_vec()
-            }
-            Model::Diagonal { dim } => {
-                let beta = self.beta(theta);
-                dev.tensor_from_vec(beta, (dim,))
-                    .matmul(batch.xt.clone())
-                    .as_vec()
-            }
-        }
-    }
-
-    /// `1/(2n) sum (f - y)^2` without gradients.
-    pub fn loss<D: Device<f64>>(&self, dev: &D, theta: &[f64], batch: &Batch<D>) -> f64 {
-        let pred = self.predict(dev, theta, batch);
-        let y = batch.y.as_vec();
-        pred.iter()
-            .zip(&y)
-            .map(|(p, t)| (p - t).powi(2))
-            .sum::<f64>()
-            / (2.0 * batch.len as f64)
+        let store = self.store(dev, theta);
+        let mut g = self.outputs(&store, batch).sum::<Rank0, _>().backward();
+        ParamStore::download_vec(&store.gradient_vec(&mut g))
     }
 
     /// The diagonal network's regression vector `u*u - v*v` (empty for the ReLU network).
@@ -204,10 +298,4 @@ impl Model {
             ),
         }
     }
-}
-
-#[derive(Clone, Copy)]
-enum Objective {
-    Loss,
-    SumOutputs,
 }
