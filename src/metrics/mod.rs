@@ -1,9 +1,12 @@
 //! Metrics: display metadata for the named time series a run emits, and the estimators that
 //! compute them (Hessian trace and top eigenvalue, Gauss-Newton trace).
 
+pub mod classification;
 pub mod dead_features;
+pub mod distances;
 pub mod hessian;
 pub mod linalg;
+pub mod psnr;
 pub mod recovery;
 pub mod topk;
 

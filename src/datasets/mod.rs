@@ -1,4 +1,10 @@
-//! Small data sets that a crate ships, so everything runs offline.
+//! Small data sets that a crate ships, so everything runs offline, plus the synthetic data the
+//! presets generate: label utilities and label noise (`labels`), 2-D toy densities
+//! (`densities`) and teacher-student regression (`teacher`).
+
+pub mod densities;
+pub mod labels;
+pub mod teacher;
 
 use rand::Rng;
 
@@ -9,6 +15,18 @@ pub struct Digits {
     pub y_train: Vec<usize>,
     pub x_test: Vec<f32>,
     pub y_test: Vec<usize>,
+}
+
+impl Digits {
+    /// Training labels one-hot encoded, row-major `n_train x DIGIT_CLASSES`.
+    pub fn train_one_hot(&self) -> Vec<f32> {
+        labels::one_hot(&self.y_train, DIGIT_CLASSES)
+    }
+
+    /// Test labels one-hot encoded, row-major `n_test x DIGIT_CLASSES`.
+    pub fn test_one_hot(&self) -> Vec<f32> {
+        labels::one_hot(&self.y_test, DIGIT_CLASSES)
+    }
 }
 
 /// Pixels per image.
@@ -56,5 +74,21 @@ mod tests {
         assert_eq!(d.x_train.len(), d.y_train.len() * DIGIT_PIXELS);
         assert!(d.x_train.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(d.y_test.iter().all(|y| *y < DIGIT_CLASSES));
+    }
+
+    #[test]
+    fn digit_one_hot_rows_mark_the_label() {
+        let d = digits(0.8, &mut rand::rngs::StdRng::seed_from_u64(1));
+        for (one_hot, labels) in [
+            (d.train_one_hot(), &d.y_train),
+            (d.test_one_hot(), &d.y_test),
+        ] {
+            assert_eq!(one_hot.len(), labels.len() * DIGIT_CLASSES);
+            for (row, &label) in one_hot.chunks(DIGIT_CLASSES).zip(labels.iter()) {
+                for (class, &v) in row.iter().enumerate() {
+                    assert_eq!(v, if class == label { 1.0 } else { 0.0 });
+                }
+            }
+        }
     }
 }
