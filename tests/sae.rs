@@ -3,7 +3,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use dfdx::prelude::Cpu;
+use dfdx::prelude::{Cpu, Gradients};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -15,16 +15,46 @@ use reglab::presets;
 use reglab::verdict::Outcome;
 
 fn random_sae(variant: Variant, rng: &mut StdRng) -> Sae {
-    let mut s = Sae::new(6, 10, 3, variant, rng);
-    for v in [&mut s.b_enc, &mut s.b_dec, &mut s.w_lv, &mut s.b_lv] {
-        v.iter_mut().for_each(|x| *x = rng.gen::<f32>() * 0.4 - 0.2);
+    let mut s = Sae::new(&Cpu::default(), 6, 10, 3, variant, rng);
+    // Draws for every parameter a learned variance would have, so each variant sees the same
+    // random configuration.
+    let (d, m) = (s.d, s.m);
+    for (name, n) in [("b_enc", m), ("b_dec", d), ("W_lv", d * m), ("b_lv", m)] {
+        let v: Vec<f32> = (0..n).map(|_| rng.gen::<f32>() * 0.4 - 0.2).collect();
+        if let Some(id) = s.store.find(name) {
+            s.store.upload(id, v);
+        }
     }
+    s
+}
+
+fn host(sae: &Sae, name: &str) -> Vec<f32> {
+    sae.store.values(sae.store.id(name))
+}
+
+/// Every trainable parameter's gradient, by name, downloaded.
+fn named_grads(sae: &Sae, g: &mut Gradients<f32, Cpu>) -> Vec<(String, Vec<f32>)> {
+    let v = sae.store.gradient_vec(g);
+    sae.store
+        .params()
+        .iter()
+        .filter(|p| p.trainable)
+        .zip(v)
+        .map(|(p, t)| (p.name.clone(), t.as_vec()))
+        .collect()
+}
+
+fn perturbed(sae: &Sae, name: &str, i: usize, delta: f32) -> Sae {
+    let mut s = sae.clone();
+    let id = s.store.id(name);
+    let mut v = s.store.values(id);
+    v[i] += delta;
+    s.store.upload(id, v);
     s
 }
 
 /// Central differences of the loss against the analytic gradient, for a sample of parameters.
 fn check_gradients(variant: Variant, dead: Option<Vec<bool>>) {
-    let dev = Cpu::default();
     let mut rng = StdRng::seed_from_u64(21);
     let sae = random_sae(variant, &mut rng);
     let b = 5;
@@ -33,23 +63,21 @@ fn check_gradients(variant: Variant, dead: Option<Vec<bool>>) {
         .collect();
     // The same noise for every evaluation.
     let noise = StdRng::seed_from_u64(99);
-    let out = sae.train_step(&dev, &x, b, dead.as_deref(), &mut noise.clone());
-    let n_params = out.grads.len();
+    let mut out = sae.train_step(&x, b, dead.as_deref(), &mut noise.clone());
     let h = 1e-2f32;
     let mut checked = 0;
-    for p in 0..n_params {
-        for i in (0..out.grads[p].len()).step_by(7) {
+    for (name, grad) in named_grads(&sae, &mut out.grads) {
+        for i in (0..grad.len()).step_by(7) {
             let loss_at = |delta: f32| {
-                let mut s = sae.clone();
-                s.params_mut()[p][i] += delta;
-                s.train_step(&dev, &x, b, dead.as_deref(), &mut noise.clone())
+                perturbed(&sae, &name, i, delta)
+                    .train_step(&x, b, dead.as_deref(), &mut noise.clone())
                     .loss as f64
             };
             let fd = (loss_at(h) - loss_at(-h)) / (2.0 * h as f64);
-            let g = out.grads[p][i] as f64;
+            let g = grad[i] as f64;
             assert!(
                 (fd - g).abs() <= 2e-2 * (1.0 + g.abs()),
-                "{variant:?}: parameter {p}[{i}]: finite difference {fd} vs gradient {g}"
+                "{variant:?}: parameter {name}[{i}]: finite difference {fd} vs gradient {g}"
             );
             checked += 1;
         }
@@ -82,7 +110,6 @@ fn vsae_gradients_match_finite_differences() {
 
 #[test]
 fn auxk_gradients_match_finite_differences() {
-    let dev = Cpu::default();
     let mut rng = StdRng::seed_from_u64(8);
     let variant = Variant::AuxK {
         k_aux: 2,
@@ -96,21 +123,23 @@ fn auxk_gradients_match_finite_differences() {
     let e: Vec<f32> = (0..b * sae.d).map(|_| rng.gen::<f32>() - 0.5).collect();
     let dead: Vec<bool> = (0..sae.m).map(|j| j % 3 == 0).collect();
     // The aux loss against central differences, with its target held fixed.
-    let (_, grads) = sae.aux_loss(&dev, &x, &e, b, &dead, 2).unwrap();
+    let (_, mut g) = sae.aux_loss(&x, &e, b, &dead, 2).unwrap();
+    let grads = named_grads(&sae, &mut g);
     let h = 1e-2f32;
     let mut checked = 0;
-    for p in 0..grads.len() {
-        for i in (0..grads[p].len()).step_by(5) {
+    for (name, grad) in &grads {
+        for i in (0..grad.len()).step_by(5) {
             let at = |delta: f32| {
-                let mut s = sae.clone();
-                s.params_mut()[p][i] += delta;
-                s.aux_loss(&dev, &x, &e, b, &dead, 2).unwrap().0 as f64
+                perturbed(&sae, name, i, delta)
+                    .aux_loss(&x, &e, b, &dead, 2)
+                    .unwrap()
+                    .0 as f64
             };
             let fd = (at(h) - at(-h)) / (2.0 * h as f64);
-            let g = grads[p][i] as f64;
+            let gr = grad[i] as f64;
             assert!(
-                (fd - g).abs() <= 2e-2 * (1.0 + g.abs()),
-                "{p}[{i}]: {fd} vs {g}"
+                (fd - gr).abs() <= 2e-2 * (1.0 + gr.abs()),
+                "{name}[{i}]: {fd} vs {gr}"
             );
             checked += 1;
         }
@@ -121,17 +150,20 @@ fn auxk_gradients_match_finite_differences() {
     let mut plain = sae.clone();
     plain.variant = Variant::TopK;
     let noise = StdRng::seed_from_u64(1);
-    let base = plain.train_step(&dev, &x, b, None, &mut noise.clone());
-    let with_aux = sae.train_step(&dev, &x, b, Some(&dead), &mut noise.clone());
-    let xhat = sae.decode(&dev, &sae.encode(&dev, &x, b), b);
+    let mut base = plain.train_step(&x, b, None, &mut noise.clone());
+    let mut with_aux = sae.train_step(&x, b, Some(&dead), &mut noise.clone());
+    let xhat = sae.decode(&sae.encode(&x, b), b);
     let resid: Vec<f32> = x.iter().zip(&xhat).map(|(a, h)| a - h).collect();
-    let (aux, aux_grads) = sae.aux_loss(&dev, &x, &resid, b, &dead, 2).unwrap();
+    let (aux, mut aux_g) = sae.aux_loss(&x, &resid, b, &dead, 2).unwrap();
     assert!((with_aux.aux - aux).abs() < 1e-5);
     assert!((with_aux.loss - (base.loss + 0.5 * aux)).abs() < 1e-4);
-    for p in 0..base.grads.len() {
-        for i in 0..base.grads[p].len() {
-            let want = base.grads[p][i] + 0.5 * aux_grads[p][i];
-            assert!((with_aux.grads[p][i] - want).abs() < 1e-4, "{p}[{i}]");
+    let base_g = named_grads(&sae, &mut base.grads);
+    let with_g = named_grads(&sae, &mut with_aux.grads);
+    let aux_g = named_grads(&sae, &mut aux_g);
+    for ((bg, wg), ag) in base_g.iter().zip(&with_g).zip(&aux_g) {
+        for i in 0..bg.1.len() {
+            let want = bg.1[i] + 0.5 * ag.1[i];
+            assert!((wg.1[i] - want).abs() < 1e-4, "{}[{i}]", bg.0);
         }
     }
 }
@@ -144,7 +176,6 @@ fn kl_term_matches_its_closed_form() {
     let s2: f64 = 0.25;
     assert!((gaussian_kl(0.0, s2.ln()) - 0.5 * (s2 - s2.ln() - 1.0)).abs() < 1e-12);
     // The model's KL equals the closed form summed over latents, averaged over tokens.
-    let dev = Cpu::default();
     let mut rng = StdRng::seed_from_u64(5);
     let sae = random_sae(
         Variant::Vsae {
@@ -155,16 +186,15 @@ fn kl_term_matches_its_closed_form() {
     );
     let b = 4;
     let x: Vec<f32> = (0..b * sae.d).map(|_| rng.gen::<f32>() - 0.5).collect();
-    let out = sae.train_step(&dev, &x, b, None, &mut rng);
-    let mu = sae.pre_activations(&dev, &x, b);
+    let out = sae.train_step(&x, b, None, &mut rng);
+    let mu = sae.pre_activations(&x, b);
+    let (b_lv, b_dec, w_lv) = (host(&sae, "b_lv"), host(&sae, "b_dec"), host(&sae, "W_lv"));
     let mut want = 0.0;
     for r in 0..b {
         for j in 0..sae.m {
-            let lv: f64 = sae.b_lv[j] as f64
+            let lv: f64 = b_lv[j] as f64
                 + (0..sae.d)
-                    .map(|i| {
-                        (x[r * sae.d + i] - sae.b_dec[i]) as f64 * sae.w_lv[i * sae.m + j] as f64
-                    })
+                    .map(|i| (x[r * sae.d + i] - b_dec[i]) as f64 * w_lv[i * sae.m + j] as f64)
                     .sum::<f64>();
             want += gaussian_kl(mu[r * sae.m + j] as f64, lv);
         }

@@ -34,6 +34,18 @@ impl DeadFeatureTracker {
         self.tokens += rows as u64;
     }
 
+    /// Records a batch of `rows` tokens from a per-latent summary: `last_row[j]` is 1 + the last
+    /// row of the batch on which latent j fired, or 0 when it did not fire (computed on the
+    /// device, so only `latents` numbers cross to the host).
+    pub fn observe_last_rows(&mut self, last_row: &[f32], rows: usize) {
+        for (j, r) in last_row.iter().enumerate() {
+            if *r > 0.0 {
+                self.last_fired[j] = Some(self.tokens + *r as u64 - 1);
+            }
+        }
+        self.tokens += rows as u64;
+    }
+
     /// A latent is dead when it has not fired in the last `window` tokens. Before `window`
     /// tokens have been seen, nothing is counted dead.
     pub fn is_dead(&self, j: usize) -> bool {

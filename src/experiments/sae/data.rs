@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::optim::Adam;
+use crate::nn::{Optimizer, ParamStore, Rule};
 
 /// A source of activation vectors.
 pub struct Activations {
@@ -116,15 +116,18 @@ pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activa
     let te: Vec<usize> = (0..n_te).collect();
     let dev = Cpu::default();
     let scale = |fan_in: usize| (1.0 / fan_in as f32).sqrt();
-    let mut w1: Vec<f32> = (0..p * hidden)
+    let w1: Vec<f32> = (0..p * hidden)
         .map(|_| scale(p) * Distribution::<f32>::sample(&StandardNormal, rng))
         .collect();
-    let mut b1 = vec![0.0f32; hidden];
-    let mut w2: Vec<f32> = (0..hidden * 10)
+    let w2: Vec<f32> = (0..hidden * 10)
         .map(|_| scale(hidden) * Distribution::<f32>::sample(&StandardNormal, rng))
         .collect();
-    let mut b2 = vec![0.0f32; 10];
-    let mut opt = Adam::new(3e-3);
+    let mut store = ParamStore::new(&dev);
+    let w1 = store.add("W1", &[p, hidden], w1);
+    let b1 = store.add_filled("b1", &[hidden], 0.0);
+    let w2 = store.add("W2", &[hidden, 10], w2);
+    let b2 = store.add_filled("b2", &[10], 0.0);
+    let mut opt = Optimizer::new(Rule::adam(), 3e-3);
     let batch = 64;
     for _ in 0..steps {
         let idx: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..n_tr)).collect();
@@ -134,33 +137,28 @@ pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activa
             onehot[r * 10 + ds.y_train[i]] = 1.0;
         }
         let t = dev.tensor_from_vec(onehot, (batch, 10usize));
-        let tw1 = dev.tensor_from_vec(w1.clone(), (p, hidden));
-        let tb1 = dev.tensor_from_vec(b1.clone(), (hidden,));
-        let tw2 = dev.tensor_from_vec(w2.clone(), (hidden, 10usize));
-        let tb2 = dev.tensor_from_vec(b2.clone(), (10usize,));
-        let h = (x.leaky_trace().matmul(tw1.clone())
-            + tb1.clone().broadcast_like::<_, Axis<0>>(&(batch, hidden)))
+        let h = (x.leaky_trace().matmul(store.matrix(w1))
+            + store
+                .vector(b1)
+                .broadcast_like::<_, Axis<0>>(&(batch, hidden)))
         .relu();
-        let logits =
-            h.matmul(tw2.clone()) + tb2.clone().broadcast_like::<_, Axis<0>>(&(batch, 10usize));
-        let loss = cross_entropy_with_logits_loss(logits, t);
-        let g = loss.backward();
-        let grads = vec![
-            g.get(&tw1).as_vec(),
-            g.get(&tb1).as_vec(),
-            g.get(&tw2).as_vec(),
-            g.get(&tb2).as_vec(),
-        ];
-        opt.step(&mut [&mut w1, &mut b1, &mut w2, &mut b2], &grads);
+        let logits = h.matmul(store.matrix(w2))
+            + store
+                .vector(b2)
+                .broadcast_like::<_, Axis<0>>(&(batch, 10usize));
+        let mut g = cross_entropy_with_logits_loss(logits, t).backward();
+        opt.step(&mut store, &mut g).expect("cpu update");
     }
     let hidden_of = |train: bool, idx: &[usize]| -> Vec<f32> {
         let m = idx.len();
         let x = dev.tensor_from_vec(x_of(train, idx), (m, p));
-        let tw1 = dev.tensor_from_vec(w1.clone(), (p, hidden));
-        let tb1 = dev.tensor_from_vec(b1.clone(), (hidden,));
-        (x.matmul(tw1) + tb1.broadcast_like::<_, Axis<0>>(&(m, hidden)))
-            .relu()
-            .as_vec()
+        (x.matmul(store.matrix_value(w1))
+            + store
+                .flat(b1)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(m, hidden)))
+        .relu()
+        .as_vec()
     };
     let train = hidden_of(true, &tr);
     let eval = hidden_of(false, &te);
@@ -168,9 +166,12 @@ pub fn digits_hidden(hidden: usize, steps: usize, rng: &mut impl Rng) -> (Activa
     let logits = {
         let m = te.len();
         let h = dev.tensor_from_vec(eval.clone(), (m, hidden));
-        let tw2 = dev.tensor_from_vec(w2.clone(), (hidden, 10usize));
-        let tb2 = dev.tensor_from_vec(b2.clone(), (10usize,));
-        (h.matmul(tw2) + tb2.broadcast_like::<_, Axis<0>>(&(m, 10usize))).as_vec()
+        (h.matmul(store.matrix_value(w2))
+            + store
+                .flat(b2)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(m, 10usize)))
+        .as_vec()
     };
     let correct = ds
         .y_test

@@ -7,17 +7,17 @@ pub mod data;
 pub mod model;
 mod verdict;
 
-use std::collections::BTreeMap;
-
-use dfdx::prelude::Device;
+use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::driver::{self, Evaluation, Schedule, Trainer};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
-use crate::metrics::dead_features::{dead_fraction_on_batch, DeadFeatureTracker};
+use crate::artifacts::{self, NamedTensor};
+use crate::metrics::dead_features::DeadFeatureTracker;
 use crate::metrics::recovery::recovery_score;
 use crate::metrics::MetricSpec;
-use crate::optim::Adam;
+use crate::nn::{Optimizer, Rule};
 use crate::params::{ParamSpec, Params};
 use crate::verdict::Verdict;
 use data::Activations;
@@ -75,29 +75,55 @@ struct Eval {
     recovery: Option<f64>,
 }
 
-fn evaluate<D: Device<f32>>(dev: &D, sae: &Sae, acts: &Activations) -> Eval {
-    let (n, d) = (acts.n_eval, acts.d);
-    let z = sae.encode(dev, &acts.eval, n);
-    let xhat = sae.decode(dev, &z, n);
-    let mut mean = vec![0.0f64; d];
-    for row in acts.eval.chunks(d) {
-        for (m, x) in mean.iter_mut().zip(row) {
-            *m += *x as f64 / n as f64;
+/// The held-out tokens on the device, with their per-dimension mean.
+struct EvalSet<D: Device<f32>> {
+    x: Tensor<(usize, usize), f32, D>,
+    mean: Tensor<(usize, usize), f32, D>,
+}
+
+impl<D: Device<f32>> EvalSet<D> {
+    fn new(dev: &D, acts: &Activations) -> EvalSet<D> {
+        let (n, d) = (acts.n_eval, acts.d);
+        let mut mean = vec![0.0f64; d];
+        for row in acts.eval.chunks(d) {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += *x as f64 / n as f64;
+            }
+        }
+        let mean: Vec<f32> = (0..n)
+            .flat_map(|_| mean.iter().map(|v| *v as f32))
+            .collect();
+        EvalSet {
+            x: dev.tensor_from_vec(acts.eval.clone(), (n, d)),
+            mean: dev.tensor_from_vec(mean, (n, d)),
         }
     }
-    let (mut err, mut var) = (0.0f64, 0.0f64);
-    for (i, (x, h)) in acts.eval.iter().zip(&xhat).enumerate() {
-        err += ((x - h) as f64).powi(2);
-        var += (*x as f64 - mean[i % d]).powi(2);
-    }
+}
+
+fn evaluate<D: Device<f32>>(sae: &Sae<D>, set: &EvalSet<D>, acts: &Activations) -> Eval {
+    let (n, d) = (acts.n_eval, acts.d);
+    let z = sae.encode_on(&set.x);
+    let xhat = sae.decode_on(&z);
+    let err = (set.x.clone() - xhat).square().sum::<Rank0, _>().as_vec()[0] as f64;
+    let var = (set.x.clone() - set.mean.clone())
+        .square()
+        .sum::<Rank0, _>()
+        .as_vec()[0] as f64;
+    // A latent is dead on the held-out set when it never fires there.
+    let fired = z.gt(0.0).choose(
+        set.x.device().ones_like(&(n, sae.m)),
+        set.x.device().zeros_like(&(n, sae.m)),
+    );
+    let per_latent = fired.max::<(usize,), Axis<0>>().as_vec();
+    let dead = per_latent.iter().filter(|v| **v == 0.0).count() as f64 / sae.m as f64;
     Eval {
         mse: err / (n * d) as f64,
         fvu: if var > 0.0 { err / var } else { f64::NAN },
-        dead: dead_fraction_on_batch(&z, n, sae.m),
+        dead,
         recovery: acts
             .truth
             .as_ref()
-            .map(|(t, nf)| recovery_score(t, *nf, &sae.w_dec, sae.m, d)),
+            .map(|(t, nf)| recovery_score(t, *nf, &sae.decoder_rows(), sae.m, d)),
     }
 }
 
@@ -173,66 +199,113 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
     let p = ctx.params.clone();
     let seed = ctx.seed;
     let acts = activations(&p, seed, ctx);
-    let dev = dev.clone();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5AE);
     let variant = variant_of(&p);
-    let mut sae = Sae::new(acts.d, p.usize("latents"), p.usize("k"), variant, &mut rng);
-    let mut adam = Adam::new(p.f64("lr") as f32);
-    let mut tracker = DeadFeatureTracker::new(sae.m, p.usize("dead_window") as u64);
-    let (steps, batch, log_every) = (
-        p.usize("steps") as u64,
-        p.usize("batch"),
-        p.usize("log_every").max(1) as u64,
+    let sae = Sae::new(
+        dev,
+        acts.d,
+        p.usize("latents"),
+        p.usize("k"),
+        variant,
+        &mut rng,
     );
-    let (mut l0, mut kl, mut loss) = (f64::NAN, f64::NAN, f64::NAN);
-    let mut last = BTreeMap::new();
-    let mut step = 0u64;
-    loop {
-        if step.is_multiple_of(log_every) || step == steps {
-            let e = evaluate(&dev, &sae, &acts);
-            let mut values = vec![
-                ("mse", e.mse),
-                ("fvu", e.fvu),
-                ("dead_eval", e.dead),
-                ("dead_train", tracker.dead_fraction()),
-                ("alive_eval", 1.0 - e.dead),
-                ("l0", l0),
-                ("loss", loss),
-            ];
-            if variant.is_vsae() {
-                values.push(("kl", kl));
-            }
-            if let Some(r) = e.recovery {
-                values.push(("recovery", r));
-            }
-            ctx.record(step, &values);
-            last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let mut run = SaeRun {
+        opt: Optimizer::new(Rule::adam(), p.f64("lr")),
+        tracker: DeadFeatureTracker::new(sae.m, p.usize("dead_window") as u64),
+        eval_set: EvalSet::new(dev, &acts),
+        batch: p.usize("batch"),
+        last_step: (f64::NAN, f64::NAN, f64::NAN),
+        sae,
+        acts,
+        rng,
+    };
+    driver::drive(ctx, Schedule::from_params(&p), &mut run)
+}
+
+/// One run's state between steps.
+struct SaeRun<D: Device<f32>> {
+    sae: Sae<D>,
+    opt: Optimizer<f32, D>,
+    tracker: DeadFeatureTracker,
+    acts: Activations,
+    eval_set: EvalSet<D>,
+    batch: usize,
+    rng: StdRng,
+    /// L0, KL and loss of the last training step.
+    last_step: (f64, f64, f64),
+}
+
+impl<D: Device<f32>> Trainer for SaeRun<D> {
+    fn evaluate(&mut self, _step: u64, _last: bool) -> Result<Evaluation, RunStop> {
+        let e = evaluate(&self.sae, &self.eval_set, &self.acts);
+        let (l0, kl, loss) = self.last_step;
+        let mut values = vec![
+            ("mse", e.mse),
+            ("fvu", e.fvu),
+            ("dead_eval", e.dead),
+            ("dead_train", self.tracker.dead_fraction()),
+            ("alive_eval", 1.0 - e.dead),
+            ("l0", l0),
+            ("loss", loss),
+        ];
+        if self.sae.variant.is_vsae() {
+            values.push(("kl", kl));
         }
-        if step >= steps {
-            break;
+        if let Some(r) = e.recovery {
+            values.push(("recovery", r));
         }
-        if ctx.stop_requested() {
-            return Err(RunStop::Stopped { step });
-        }
-        let x = acts.batch(batch, &mut rng);
-        let dead = matches!(variant, Variant::AuxK { .. }).then(|| tracker.dead_mask());
-        let out = sae.train_step(&dev, &x, batch, dead.as_deref(), &mut rng);
-        if !out.loss.is_finite() || out.grads.iter().flatten().any(|g| !g.is_finite()) {
-            return Err(RunStop::Diverged {
-                step,
-                reason: format!("non-finite loss or gradient ({})", out.loss),
-            });
-        }
-        tracker.observe(&out.z, batch);
-        l0 = out.z.iter().filter(|v| **v != 0.0).count() as f64 / batch as f64;
-        kl = out.kl as f64;
-        loss = out.loss as f64;
-        adam.step(&mut sae.params_mut(), &out.grads);
-        sae.normalize_decoder();
-        step += 1;
+        Ok(Evaluation::new(values))
     }
-    Ok(RunEnd {
-        steps: step,
-        final_values: last,
-    })
+
+    fn step(&mut self, _step: u64) -> Result<f64, RunStop> {
+        let x = self.acts.batch(self.batch, &mut self.rng);
+        let dead =
+            matches!(self.sae.variant, Variant::AuxK { .. }).then(|| self.tracker.dead_mask());
+        let mut out = self
+            .sae
+            .train_step(&x, self.batch, dead.as_deref(), &mut self.rng);
+        if !out.loss.is_finite() {
+            return Ok(out.loss as f64);
+        }
+        self.tracker
+            .observe_last_rows(&out.last_fired_row, self.batch);
+        self.last_step = (out.l0, out.kl as f64, out.loss as f64);
+        self.opt
+            .step(&mut self.sae.store, &mut out.grads)
+            .map_err(|e| RunStop::Failed(format!("optimizer update: {e:?}")))?;
+        self.sae.normalize_decoder();
+        Ok(out.loss as f64)
+    }
+
+    fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let params: Vec<NamedTensor> = self
+            .sae
+            .store
+            .named_values()
+            .into_iter()
+            .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
+            .collect();
+        let a = &self.acts;
+        let mut data = vec![
+            NamedTensor::from_f32("x_train", &[a.n_train, a.d], &a.train),
+            NamedTensor::from_f32("x_eval", &[a.n_eval, a.d], &a.eval),
+        ];
+        if let Some((t, nf)) = &a.truth {
+            data.push(NamedTensor::from_f32("true_features", &[*nf, a.d], t));
+        }
+        let s = &self.sae;
+        let text = format!(
+            "sparse autoencoder ({:?}), d = {}, m = {} latents, k = {}\n\
+             encoder: pre = (x - b_dec) @ W_enc + b_enc   (W_enc d x m)\n\
+             evaluation encoding (the vSAE uses its means): z = relu(topk_k(pre)), keeping each \
+             row's entries >= its k-th largest value\n\
+             decoder: x_hat = z @ W_dec + b_dec   (W_dec m x d, rows of unit norm)\n\
+             vSAE log-variance (learned variance only): (x - b_dec) @ W_lv + b_lv\n\
+             metrics: mse = mean over x_eval entries of (x - x_hat)^2; fvu = sum (x - x_hat)^2 / \
+             sum (x - mean(x_eval))^2; dead_eval = fraction of latents never non-zero on x_eval\n\
+             true_features (synthetic data): rows are the ground-truth unit directions\n",
+            s.variant, s.d, s.m, s.k
+        );
+        artifacts::write_run(dir, &params, &data, &text)
+    }
 }

@@ -1,5 +1,5 @@
-//! Sparse autoencoders in dfdx (f32): TopK SAE, TopK SAE with the AuxK dead-latent loss, and the
-//! TopK variational SAE.
+//! Sparse autoencoders in dfdx (f32) over a device parameter store: TopK SAE, TopK SAE with the
+//! AuxK dead-latent loss, and the TopK variational SAE.
 //!
 //! Encoder: `pre = (x - b_dec) W_enc + b_enc` (`W_enc` is d x m). TopK SAE: `z = relu(topk(pre))`.
 //! vSAE: `pre` is the posterior mean mu; the log-variance is `(x - b_dec) W_lv + b_lv` (learned per
@@ -8,14 +8,17 @@
 //! adds `kl_weight * KL(N(mu, sigma^2) || N(0, 1))`. Decoder: `x_hat = z W_dec + b_dec` with the
 //! rows of `W_dec` (one per latent) kept at unit norm. AuxK (Gao et al. 2024): the top `k_aux`
 //! dead latents reconstruct the main residual, `aux = |e - z_aux W_dec|^2`, added with a weight.
+//!
+//! Parameters are named in the store (`W_enc`, `b_enc`, `W_dec`, `b_dec`, and `W_lv`, `b_lv` for
+//! a learned variance); a step uploads its batch (and the vSAE's noise), everything else stays on
+//! the device, and a few per-latent numbers come back for the dead-latent tracker.
 
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::metrics::topk::{topk, topk_mask};
-
-type Taped<S, D> = Tensor<S, f32, D, OwnedTape<f32, D>>;
+use crate::metrics::topk::{topk, topk_mask_on};
+use crate::nn::{ParamId, ParamStore, Taped};
 
 /// Which autoencoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,29 +40,37 @@ impl Variant {
     }
 }
 
+type Matrix<D> = Tensor<(usize, usize), f32, D>;
+
 /// Uses a taped tensor twice: both copies keep recording onto tapes that merge at the loss.
-fn dup<S: Shape, D: Device<f32>>(t: Taped<S, D>) -> (Taped<S, D>, Taped<S, D>) {
+fn dup<S: Shape, D: Device<f32>>(t: Taped<S, f32, D>) -> (Taped<S, f32, D>, Taped<S, f32, D>) {
     let (t, tape) = t.split_tape();
     (t.clone().put_tape(tape), t.retaped())
 }
 
-/// Parameters, as flat row-major vectors.
+/// The parameters' ids in the store.
+#[derive(Clone, Copy, Debug)]
+struct Ids {
+    w_enc: ParamId,
+    b_enc: ParamId,
+    w_dec: ParamId,
+    b_dec: ParamId,
+    lv: Option<(ParamId, ParamId)>,
+}
+
+/// A sparse autoencoder whose parameters live on the device `D`.
 #[derive(Clone, Debug)]
-pub struct Sae {
+pub struct Sae<D: Device<f32> = Cpu> {
     pub d: usize,
     pub m: usize,
     pub k: usize,
     pub variant: Variant,
-    pub w_enc: Vec<f32>,
-    pub b_enc: Vec<f32>,
-    pub w_dec: Vec<f32>,
-    pub b_dec: Vec<f32>,
-    pub w_lv: Vec<f32>,
-    pub b_lv: Vec<f32>,
+    pub store: ParamStore<f32, D>,
+    ids: Ids,
 }
 
-/// What one training step computed.
-pub struct StepOut {
+/// What one training step computed (scalars, and per-latent firing for the dead tracker).
+pub struct StepOut<D: Device<f32>> {
     pub loss: f32,
     /// Mean over tokens of the squared reconstruction error summed over dimensions.
     pub recon: f32,
@@ -67,15 +78,24 @@ pub struct StepOut {
     pub kl: f32,
     /// AuxK loss (0 when not used or no dead latents).
     pub aux: f32,
-    /// The latent activations used for reconstruction (`b x m`).
-    pub z: Vec<f32>,
-    /// Gradients in the order of [`Sae::params_mut`].
-    pub grads: Vec<Vec<f32>>,
+    /// Mean number of non-zero latents per token.
+    pub l0: f64,
+    /// Per latent: 1 + the last row of the batch on which it fired, or 0.
+    pub last_fired_row: Vec<f32>,
+    /// Gradients of the store's parameters.
+    pub grads: Gradients<f32, D>,
 }
 
-impl Sae {
+impl<D: Device<f32>> Sae<D> {
     /// Decoder rows random unit vectors; encoder initialized to the decoder's transpose.
-    pub fn new(d: usize, m: usize, k: usize, variant: Variant, rng: &mut impl Rng) -> Sae {
+    pub fn new(
+        dev: &D,
+        d: usize,
+        m: usize,
+        k: usize,
+        variant: Variant,
+        rng: &mut impl Rng,
+    ) -> Sae<D> {
         let mut w_dec = Vec::with_capacity(m * d);
         for _ in 0..m {
             let v: Vec<f32> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
@@ -88,91 +108,88 @@ impl Sae {
                 w_enc[i * m + j] = w_dec[j * d + i];
             }
         }
-        Sae {
-            d,
-            m,
-            k,
+        let mut store = ParamStore::new(dev);
+        let w_enc = store.add("W_enc", &[d, m], w_enc);
+        let b_enc = store.add_filled("b_enc", &[m], 0.0);
+        let w_dec = store.add("W_dec", &[m, d], w_dec);
+        let b_dec = store.add_filled("b_dec", &[d], 0.0);
+        let lv = matches!(
             variant,
-            w_enc,
-            b_enc: vec![0.0; m],
-            w_dec,
-            b_dec: vec![0.0; d],
-            w_lv: vec![0.0; d * m],
-            b_lv: vec![0.0; m],
-        }
-    }
-
-    fn learned_variance(&self) -> bool {
-        matches!(
-            self.variant,
             Variant::Vsae {
                 learned_variance: true,
                 ..
             }
         )
-    }
-
-    /// The trained parameters, in the order of [`StepOut::grads`].
-    pub fn params_mut(&mut self) -> Vec<&mut Vec<f32>> {
-        let learned = self.learned_variance();
-        let mut v = vec![
-            &mut self.w_enc,
-            &mut self.b_enc,
-            &mut self.w_dec,
-            &mut self.b_dec,
-        ];
-        if learned {
-            v.push(&mut self.w_lv);
-            v.push(&mut self.b_lv);
-        }
-        v
-    }
-
-    /// Rescales every decoder row to unit norm.
-    pub fn normalize_decoder(&mut self) {
-        for j in 0..self.m {
-            let row = &mut self.w_dec[j * self.d..(j + 1) * self.d];
-            let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 {
-                row.iter_mut().for_each(|x| *x /= n);
-            }
+        .then(|| {
+            (
+                store.add_filled("W_lv", &[d, m], 0.0),
+                store.add_filled("b_lv", &[m], 0.0),
+            )
+        });
+        Sae {
+            d,
+            m,
+            k,
+            variant,
+            store,
+            ids: Ids {
+                w_enc,
+                b_enc,
+                w_dec,
+                b_dec,
+                lv,
+            },
         }
     }
 
-    /// One training step on `x` (`b x d`). `dead` marks the latents AuxK may use.
-    pub fn train_step<D: Device<f32>>(
+    fn upload(&self, x: &[f32], b: usize) -> Matrix<D> {
+        self.store.device().tensor_from_vec(x.to_vec(), (b, self.d))
+    }
+
+    /// `(x - b_dec, traced)` twice, and `x - b_dec` fed to the encoder.
+    fn encoder_pre(
         &self,
-        dev: &D,
+        x: &Matrix<D>,
+    ) -> (Taped<(usize, usize), f32, D>, Taped<(usize, usize), f32, D>) {
+        let (b, d, m) = (x.shape().0, self.d, self.m);
+        let xc = self
+            .store
+            .vector(self.ids.b_dec)
+            .broadcast_like::<_, Axis<0>>(&(b, d))
+            .negate()
+            + x.clone();
+        let (xc, xc_lv) = dup(xc);
+        let pre = xc.matmul(self.store.matrix(self.ids.w_enc))
+            + self
+                .store
+                .vector(self.ids.b_enc)
+                .broadcast_like::<_, Axis<0>>(&(b, m));
+        (pre, xc_lv)
+    }
+
+    /// One training step on `x` (`b x d`, row-major). `dead` marks the latents AuxK may use.
+    pub fn train_step(
+        &self,
         x: &[f32],
         b: usize,
         dead: Option<&[bool]>,
         rng: &mut impl Rng,
-    ) -> StepOut {
+    ) -> StepOut<D> {
         let (d, m) = (self.d, self.m);
-        let xt = dev.tensor_from_vec(x.to_vec(), (b, d));
-        let w_enc = dev.tensor_from_vec(self.w_enc.clone(), (d, m));
-        let b_enc = dev.tensor_from_vec(self.b_enc.clone(), (m,));
-        let w_dec = dev.tensor_from_vec(self.w_dec.clone(), (m, d));
-        let b_dec = dev.tensor_from_vec(self.b_dec.clone(), (d,));
-        let w_lv = dev.tensor_from_vec(self.w_lv.clone(), (d, m));
-        let b_lv = dev.tensor_from_vec(self.b_lv.clone(), (m,));
-
-        let (bd1, bd2) = dup(b_dec.leaky_trace().broadcast_like::<_, Axis<0>>(&(b, d)));
-        let xc = bd1.negate() + xt.clone();
-        let (xc, xc_lv) = dup(xc);
-        let pre = xc.matmul(w_enc.leaky_trace())
-            + b_enc.leaky_trace().broadcast_like::<_, Axis<0>>(&(b, m));
-
+        let dev = self.store.device().clone();
+        let xt = self.upload(x, b);
+        let (pre, xc_lv) = self.encoder_pre(&xt);
         let (z, kl) = match self.variant {
-            Variant::Vsae {
-                learned_variance, ..
-            } => {
+            Variant::Vsae { .. } => {
                 let (mu, mu_kl) = dup(pre);
                 let eps: Vec<f32> = (0..b * m).map(|_| StandardNormal.sample(rng)).collect();
                 let eps = dev.tensor_from_vec(eps, (b, m));
-                if learned_variance {
-                    let lv = xc_lv.matmul(w_lv.leaky_trace())
-                        + b_lv.leaky_trace().broadcast_like::<_, Axis<0>>(&(b, m));
+                if let Some((w_lv, b_lv)) = self.ids.lv {
+                    let lv = xc_lv.matmul(self.store.matrix(w_lv))
+                        + self
+                            .store
+                            .vector(b_lv)
+                            .broadcast_like::<_, Axis<0>>(&(b, m));
                     let (lv, lv_kl) = dup(lv);
                     let (lv_kl, lv_kl2) = dup(lv_kl);
                     let sample = mu + (lv * 0.5).exp() * eps;
@@ -187,154 +204,190 @@ impl Sae {
                     (topk(sample, self.k).relu(), Some(kl))
                 }
             }
-            _ => (topk(pre, self.k).relu(), None),
+            _ => {
+                drop(xc_lv);
+                (topk(pre, self.k).relu(), None)
+            }
         };
-        let z_values = z.as_vec();
-        let xhat = z.matmul(w_dec.leaky_trace()) + bd2;
-        let xhat_values = xhat.as_vec();
-        let recon = (xhat - xt).square().sum::<Rank0, _>() * (1.0 / b as f32);
-        let recon_value = recon.as_vec()[0];
+        let (z_values, z_tape) = z.split_tape();
+        let (l0, last_fired_row) = firing(&z_values);
+        let z = z_values.put_tape(z_tape);
+        let xhat = z.matmul(self.store.matrix(self.ids.w_dec))
+            + self
+                .store
+                .vector(self.ids.b_dec)
+                .broadcast_like::<_, Axis<0>>(&(b, d));
+        let (xhat_values, xhat_tape) = xhat.split_tape();
+        let xhat = xhat_values.clone().put_tape(xhat_tape);
+        let recon = (xhat - xt.clone()).square().sum::<Rank0, _>() * (1.0 / b as f32);
+        let (recon_values, recon_tape) = recon.split_tape();
+        let recon_value = recon_values.as_vec()[0];
+        let mut loss = recon_values.put_tape(recon_tape);
         let mut kl_value = 0.0;
-        let mut loss = recon;
         if let Some(kl) = kl {
-            kl_value = kl.as_vec()[0];
+            let (kl_values, kl_tape) = kl.split_tape();
+            kl_value = kl_values.as_vec()[0];
             if let Variant::Vsae { kl_weight, .. } = self.variant {
-                loss = loss + kl * kl_weight;
+                loss = loss + kl_values.put_tape(kl_tape) * kl_weight;
+            }
+        }
+        let mut aux_value = 0.0;
+        if let (Variant::AuxK { k_aux, weight }, Some(dead)) = (self.variant, dead) {
+            // The residual of the main reconstruction is the aux path's constant target; the
+            // aux graph traces the parameters again, so its gradients add to the main ones.
+            let e = xt.clone() - xhat_values;
+            if let Some(aux) = self.aux_graph(&xt, &e, dead, k_aux) {
+                let (aux_values, aux_tape) = aux.split_tape();
+                aux_value = aux_values.as_vec()[0];
+                loss = loss + aux_values.put_tape(aux_tape) * weight;
             }
         }
         let loss_value = loss.as_vec()[0];
-        let g = loss.backward();
-        let mut grads = vec![
-            g.get(&w_enc).as_vec(),
-            g.get(&b_enc).as_vec(),
-            g.get(&w_dec).as_vec(),
-            g.get(&b_dec).as_vec(),
-        ];
-        if self.learned_variance() {
-            grads.push(g.get(&w_lv).as_vec());
-            grads.push(g.get(&b_lv).as_vec());
-        }
-        let mut loss_value = loss_value;
-        let mut aux_value = 0.0;
-        if let (Variant::AuxK { k_aux, weight }, Some(dead)) = (self.variant, dead) {
-            // The residual of the main reconstruction is the aux path's constant target.
-            let e: Vec<f32> = x.iter().zip(&xhat_values).map(|(a, h)| a - h).collect();
-            if let Some((aux, aux_grads)) = self.aux_loss(dev, x, &e, b, dead, k_aux) {
-                aux_value = aux;
-                loss_value += weight * aux;
-                for (g, a) in grads.iter_mut().zip(aux_grads) {
-                    g.iter_mut().zip(a).for_each(|(g, a)| *g += weight * a);
-                }
-            }
-        }
         StepOut {
             loss: loss_value,
             recon: recon_value,
             kl: kl_value,
             aux: aux_value,
-            z: z_values,
-            grads,
+            l0,
+            last_fired_row,
+            grads: loss.backward(),
         }
     }
 
-    /// The AuxK loss `|e - z_aux W_dec|^2` (mean over tokens) with its gradients in the order of
-    /// [`Sae::params_mut`]: `z_aux` keeps the top `k_aux` pre-activations among the `dead`
-    /// latents, and the residual `e` is a constant. None when no latent is dead.
-    pub fn aux_loss<D: Device<f32>>(
+    /// The AuxK loss graph `|e - z_aux W_dec|^2` (mean over tokens): `z_aux` keeps the top
+    /// `k_aux` pre-activations among the `dead` latents; the residual `e` is a constant. None
+    /// when no latent is dead.
+    fn aux_graph(
         &self,
-        dev: &D,
+        xt: &Matrix<D>,
+        e: &Matrix<D>,
+        dead: &[bool],
+        k_aux: usize,
+    ) -> Option<Taped<(), f32, D>> {
+        if !dead.iter().any(|d| *d) {
+            return None;
+        }
+        let (b, m) = (xt.shape().0, self.m);
+        let dev = self.store.device();
+        let dead_f: Vec<f32> = dead.iter().map(|x| if *x { 1.0 } else { 0.0 }).collect();
+        let dead_t = dev
+            .tensor_from_vec(dead_f, (m,))
+            .broadcast_like::<_, Axis<0>>(&(b, m));
+        let is_dead = dead_t.gt(0.5);
+        let (pre, xc_lv) = self.encoder_pre(xt);
+        drop(xc_lv);
+        let (pre_values, pre_tape) = pre.split_tape();
+        let neg_inf = dev.zeros_like(&(b, m)) + f32::NEG_INFINITY;
+        let masked = is_dead.clone().choose(pre_values.clone(), neg_inf);
+        let mask = topk_mask_on(&masked, k_aux) * dead_t;
+        let z_aux = (pre_values.put_tape(pre_tape) * mask).relu();
+        let e_hat = z_aux.matmul(self.store.matrix(self.ids.w_dec));
+        Some((e_hat - e.clone()).square().sum::<Rank0, _>() * (1.0 / b as f32))
+    }
+
+    /// The AuxK loss value and gradients alone (tests).
+    pub fn aux_loss(
+        &self,
         x: &[f32],
         e: &[f32],
         b: usize,
         dead: &[bool],
         k_aux: usize,
-    ) -> Option<(f32, Vec<Vec<f32>>)> {
-        if !dead.iter().any(|d| *d) {
-            return None;
-        }
-        let (d, m) = (self.d, self.m);
-        let pre_values = self.pre_activations(dev, x, b);
-        let masked: Vec<f32> = pre_values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| if dead[i % m] { *v } else { f32::NEG_INFINITY })
-            .collect();
-        let mut mask = topk_mask(&masked, b, m, k_aux);
-        for (i, v) in mask.iter_mut().enumerate() {
-            if !dead[i % m] {
-                *v = 0.0;
-            }
-        }
-        let xt = dev.tensor_from_vec(x.to_vec(), (b, d));
-        let w_enc = dev.tensor_from_vec(self.w_enc.clone(), (d, m));
-        let b_enc = dev.tensor_from_vec(self.b_enc.clone(), (m,));
-        let w_dec = dev.tensor_from_vec(self.w_dec.clone(), (m, d));
-        let b_dec = dev.tensor_from_vec(self.b_dec.clone(), (d,));
-        let xc = b_dec
-            .leaky_trace()
-            .broadcast_like::<_, Axis<0>>(&(b, d))
-            .negate()
-            + xt;
-        let pre = xc.matmul(w_enc.leaky_trace())
-            + b_enc.leaky_trace().broadcast_like::<_, Axis<0>>(&(b, m));
-        let z_aux = (pre * dev.tensor_from_vec(mask, (b, m))).relu();
-        let e_hat = z_aux.matmul(w_dec.leaky_trace());
-        let aux = (e_hat - dev.tensor_from_vec(e.to_vec(), (b, d)))
-            .square()
-            .sum::<Rank0, _>()
-            * (1.0 / b as f32);
-        let value = aux.as_vec()[0];
-        let g = aux.backward();
-        let mut grads = vec![
-            g.get(&w_enc).as_vec(),
-            g.get(&b_enc).as_vec(),
-            g.get(&w_dec).as_vec(),
-            g.get(&b_dec).as_vec(),
-        ];
-        if self.learned_variance() {
-            grads.push(vec![0.0; self.w_lv.len()]);
-            grads.push(vec![0.0; self.b_lv.len()]);
-        }
-        Some((value, grads))
+    ) -> Option<(f32, Gradients<f32, D>)> {
+        let xt = self.upload(x, b);
+        let e = self.upload(e, b);
+        let aux = self.aux_graph(&xt, &e, dead, k_aux)?;
+        Some((aux.as_vec()[0], aux.backward()))
     }
 
-    /// `(x - b_dec) W_enc + b_enc` for `x` (`b x d`), without a tape.
-    pub fn pre_activations<D: Device<f32>>(&self, dev: &D, x: &[f32], b: usize) -> Vec<f32> {
-        let (d, m) = (self.d, self.m);
-        let xc: Vec<f32> = x
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v - self.b_dec[i % d])
-            .collect();
-        let xc = dev.tensor_from_vec(xc, (b, d));
-        let w = dev.tensor_from_vec(self.w_enc.clone(), (d, m));
-        let mut pre = xc.matmul(w).as_vec();
-        for (i, v) in pre.iter_mut().enumerate() {
-            *v += self.b_enc[i % m];
-        }
-        pre
+    /// `(x - b_dec) W_enc + b_enc` for `x` (`b x d`) on the device, without a tape.
+    pub fn pre_on(&self, x: &Matrix<D>) -> Matrix<D> {
+        let (b, d, m) = (x.shape().0, self.d, self.m);
+        let xc = x.clone()
+            - self
+                .store
+                .flat(self.ids.b_dec)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(b, d));
+        xc.matmul(self.store.matrix_value(self.ids.w_enc))
+            + self
+                .store
+                .flat(self.ids.b_enc)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(b, m))
     }
 
-    /// Deterministic encoding (the vSAE uses its means): `relu(topk(pre))`.
-    pub fn encode<D: Device<f32>>(&self, dev: &D, x: &[f32], b: usize) -> Vec<f32> {
-        let pre = self.pre_activations(dev, x, b);
-        let mask = topk_mask(&pre, b, self.m, self.k);
-        pre.iter()
-            .zip(&mask)
-            .map(|(p, k)| (p * k).max(0.0))
-            .collect()
+    /// Deterministic encoding on the device (the vSAE uses its means): `relu(topk(pre))`.
+    pub fn encode_on(&self, x: &Matrix<D>) -> Matrix<D> {
+        let pre = self.pre_on(x);
+        let mask = topk_mask_on(&pre, self.k);
+        (pre * mask).relu()
     }
 
-    /// `z W_dec + b_dec`.
-    pub fn decode<D: Device<f32>>(&self, dev: &D, z: &[f32], b: usize) -> Vec<f32> {
-        let zt = dev.tensor_from_vec(z.to_vec(), (b, self.m));
-        let w = dev.tensor_from_vec(self.w_dec.clone(), (self.m, self.d));
-        let mut x = zt.matmul(w).as_vec();
-        for (i, v) in x.iter_mut().enumerate() {
-            *v += self.b_dec[i % self.d];
-        }
-        x
+    /// `z W_dec + b_dec` on the device.
+    pub fn decode_on(&self, z: &Matrix<D>) -> Matrix<D> {
+        let b = z.shape().0;
+        z.clone().matmul(self.store.matrix_value(self.ids.w_dec))
+            + self
+                .store
+                .flat(self.ids.b_dec)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(b, self.d))
     }
+
+    /// Host versions (tests): pre-activations, encodings and reconstructions, downloaded.
+    pub fn pre_activations(&self, x: &[f32], b: usize) -> Vec<f32> {
+        self.pre_on(&self.upload(x, b)).as_vec()
+    }
+    pub fn encode(&self, x: &[f32], b: usize) -> Vec<f32> {
+        self.encode_on(&self.upload(x, b)).as_vec()
+    }
+    pub fn decode(&self, z: &[f32], b: usize) -> Vec<f32> {
+        let zt = self.store.device().tensor_from_vec(z.to_vec(), (b, self.m));
+        self.decode_on(&zt).as_vec()
+    }
+
+    /// Rescales every decoder row to unit norm, on the device.
+    pub fn normalize_decoder(&mut self) {
+        let (m, d) = (self.m, self.d);
+        let w = self.store.matrix_value(self.ids.w_dec);
+        let norms = w.clone().square().sum::<(usize,), Axis<1>>().sqrt();
+        // Rows of norm 0 stay as they are.
+        let safe = norms
+            .clone()
+            .gt(0.0)
+            .choose(norms, self.store.device().ones_like(&(m,)));
+        let unit = w / safe.broadcast_like::<_, Axis<1>>(&(m, d));
+        let flat = unit.reshape_like(&(m * d,));
+        self.store.assign(self.ids.w_dec, &flat);
+    }
+
+    /// The decoder's rows (`m x d`), downloaded.
+    pub fn decoder_rows(&self) -> Vec<f32> {
+        self.store.values(self.ids.w_dec)
+    }
+}
+
+/// L0 per token and, per latent, 1 + the last row on which it fired (0: never), on the device;
+/// `m` numbers and one scalar come back.
+fn firing<D: Device<f32>>(z: &Matrix<D>) -> (f64, Vec<f32>) {
+    let (b, m) = *z.shape();
+    let dev = z.device();
+    let rows: Vec<f32> = (0..b)
+        .flat_map(|r| std::iter::repeat_n(r as f32 + 1.0, m))
+        .collect();
+    let rows = dev.tensor_from_vec(rows, (b, m));
+    let fired = z.ne(&dev.zeros_like(&(b, m)));
+    let count = fired
+        .clone()
+        .choose(dev.ones_like(&(b, m)), dev.zeros_like(&(b, m)))
+        .sum::<Rank0, _>()
+        .as_vec()[0];
+    let last = fired
+        .choose(rows, dev.zeros_like(&(b, m)))
+        .max::<(usize,), Axis<0>>()
+        .as_vec();
+    (count as f64 / b as f64, last)
 }
 
 /// KL(N(mu, e^lv) || N(0, 1)) for one latent, in closed form.
