@@ -17,7 +17,6 @@ pub mod kernels;
 pub mod metrics;
 pub mod nn;
 pub mod ode;
-pub mod optim;
 pub mod params;
 pub mod presets;
 pub mod report;

@@ -15,6 +15,8 @@ struct Case {
     kind: &'static str,
     arm_params: &'static [(&'static str, &'static str)],
     tolerance: f64,
+    /// Why the tolerance is looser than its precision's (empty when it is not).
+    why: &'static str,
 }
 
 const CASES: &[Case] = &[
@@ -31,6 +33,7 @@ const CASES: &[Case] = &[
             ("final_probes", "50"),
         ],
         tolerance: 1e-9,
+        why: "",
     },
     Case {
         name: "stability-diag-gd",
@@ -46,12 +49,14 @@ const CASES: &[Case] = &[
             ("final_probes", "50"),
         ],
         tolerance: 1e-9,
+        why: "",
     },
     Case {
         name: "vsae-topk",
         kind: "vsae",
         arm_params: &[("variant", "topk"), ("steps", "150"), ("log_every", "50")],
         tolerance: 1e-4,
+        why: "",
     },
     Case {
         name: "vsae-auxk",
@@ -63,12 +68,14 @@ const CASES: &[Case] = &[
             ("dead_window", "512"),
         ],
         tolerance: 1e-4,
+        why: "",
     },
     Case {
         name: "vsae-vsae",
         kind: "vsae",
         arm_params: &[("variant", "vsae"), ("steps", "150"), ("log_every", "50")],
         tolerance: 1e-4,
+        why: "",
     },
     Case {
         name: "node-spiral-local",
@@ -79,7 +86,8 @@ const CASES: &[Case] = &[
             ("steps", "30"),
             ("log_every", "10"),
         ],
-        tolerance: 1e-9,
+        tolerance: 1e-4,
+        why: "the old optimizer ran Adam in f32 on copies of the f64 parameters; Adam now runs in f64 through dfdx (up to 3e-5 relative apart after 20-30 steps, in the sampled local regularizer)",
     },
     Case {
         name: "node-digits-global",
@@ -91,7 +99,8 @@ const CASES: &[Case] = &[
             ("log_every", "10"),
             ("batch", "32"),
         ],
-        tolerance: 1e-9,
+        tolerance: 1e-4,
+        why: "the old optimizer ran Adam in f32 on copies of the f64 parameters; Adam now runs in f64 through dfdx (up to 3e-5 relative apart after 20-30 steps, in the sampled local regularizer)",
     },
 ];
 
@@ -149,8 +158,8 @@ fn small_seeded_runs_match_their_golden_values() {
             let rel = (g - w).abs() / w.abs().max(1e-12);
             if !(rel <= case.tolerance || (g.is_nan() && w.is_nan())) {
                 failures.push(format!(
-                    "{} {k}: {g} vs golden {w} (rel {rel:.2e})",
-                    case.name
+                    "{} {k}: {g} vs golden {w} (rel {rel:.2e}, tolerance {:.0e} {})",
+                    case.name, case.tolerance, case.why
                 ));
             }
         }

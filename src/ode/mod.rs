@@ -93,6 +93,9 @@ pub struct Step {
 pub struct Solution {
     pub ys: Vec<Vec<f64>>,
     pub steps: Vec<Step>,
+    /// The state at the start of every accepted step, then the final state
+    /// (`steps.len() + 1` entries).
+    pub states: Vec<Vec<f64>>,
     pub stats: Stats,
 }
 
@@ -210,6 +213,7 @@ pub fn solve(
     };
     let mut ys = Vec::with_capacity(t_out.len());
     let mut steps = Vec::new();
+    let mut states = vec![y.clone()];
     for &target in t_out {
         while t < target {
             if stats.accepted + stats.rejected >= max_steps {
@@ -239,6 +243,7 @@ pub fn solve(
                 stats.accepted += 1;
                 t = if last { target } else { t + h_try };
                 y = y_new;
+                states.push(y.clone());
                 k1 = k7;
                 // A step cut short by an output time does not shrink the next one.
                 h = if last {
@@ -253,7 +258,12 @@ pub fn solve(
         }
         ys.push(y.clone());
     }
-    Ok(Solution { ys, steps, stats })
+    Ok(Solution {
+        ys,
+        steps,
+        states,
+        stats,
+    })
 }
 
 #[cfg(test)]

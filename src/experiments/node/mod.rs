@@ -10,9 +10,8 @@
 mod net;
 mod verdict;
 
-pub use net::{fork, step_taped, Dynamics, DynamicsTensors, TapedScalar};
+pub use net::{fork, step_taped, Dynamics, DynamicsIds, DynamicsTensors, TapedScalar};
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use dfdx::prelude::*;
@@ -20,10 +19,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
+use super::driver::{self, Evaluation, Schedule};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
+use crate::artifacts::{self, NamedTensor};
 use crate::metrics::{MetricSpec, Relative};
+use crate::nn::{Optimizer, ParamId, ParamStore, Rule};
 use crate::ode::{self, Tolerances};
-use crate::optim::Adam;
 use crate::params::ParamSpec;
 use crate::verdict::Verdict;
 
@@ -39,13 +40,22 @@ pub enum Regularizer {
 
 /// A trainable model: optional linear encoder, the ODE block over [0, t_end], optional linear
 /// read-out.
-struct Model {
+/// Its parameters live in a device store: the dynamics' (`dyn.*`) and, for the digits, the
+/// 64 -> d encoder `W_in`, `b_in` and the d -> 10 read-out `W_out`, `b_out`.
+struct Model<D: Device<f64>> {
     dynamics: Dynamics,
-    /// Digits: 64 -> d encoder and d -> 10 read-out (row-major), with biases.
-    w_in: Vec<f64>,
-    b_in: Vec<f64>,
-    w_out: Vec<f64>,
-    b_out: Vec<f64>,
+    store: ParamStore<f64, D>,
+    dyn_ids: DynamicsIds,
+    w_in: ParamId,
+    b_in: ParamId,
+    w_out: ParamId,
+    b_out: ParamId,
+}
+
+impl<D: Device<f64>> Model<D> {
+    fn tensors(&self) -> DynamicsTensors<D> {
+        DynamicsTensors::from_store(&self.store, self.dyn_ids)
+    }
 }
 
 /// The data of a task.
@@ -213,22 +223,39 @@ fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
         Task::Spiral { .. } => 2,
         Task::Digits { .. } => p.usize("state_dim"),
     };
-    let mut model = Model {
-        dynamics: Dynamics::new(d, p.usize("hidden"), p.f64("init_scale"), &mut rng),
-        w_in: (0..DIGIT_FEATURES * d)
-            .map(|_| {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                z / (DIGIT_FEATURES as f64).sqrt()
-            })
-            .collect(),
-        b_in: vec![0.0; d],
-        w_out: (0..d * CLASSES)
-            .map(|_| {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                z / (d as f64).sqrt()
-            })
-            .collect(),
-        b_out: vec![0.0; CLASSES],
+    let dynamics = Dynamics::new(d, p.usize("hidden"), p.f64("init_scale"), &mut rng);
+    let mut store = ParamStore::new(dev);
+    let dyn_ids = dynamics.register(&mut store);
+    let w_in: Vec<f64> = (0..DIGIT_FEATURES * d)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            z / (DIGIT_FEATURES as f64).sqrt()
+        })
+        .collect();
+    let w_out: Vec<f64> = (0..d * CLASSES)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            z / (d as f64).sqrt()
+        })
+        .collect();
+    let w_in = store.add("W_in", &[DIGIT_FEATURES, d], w_in);
+    let b_in = store.add_filled("b_in", &[d], 0.0);
+    let w_out = store.add("W_out", &[d, CLASSES], w_out);
+    let b_out = store.add_filled("b_out", &[CLASSES], 0.0);
+    if matches!(task, Task::Spiral { .. }) {
+        // The spiral has no encoder or read-out.
+        for id in [w_in, b_in, w_out, b_out] {
+            store.set_trainable(id, false);
+        }
+    }
+    let model = Model {
+        dynamics,
+        store,
+        dyn_ids,
+        w_in,
+        b_in,
+        w_out,
+        b_out,
     };
     let trainer = Trainer {
         tol,
@@ -238,95 +265,131 @@ fn train<D: Device<f64>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
         reg_weight: p.f64("reg_weight"),
         biased: p.text("sampling") == "biased",
     };
-    let mut adam = Adam64::new(p.f64("lr"));
-    let (steps, log_every, batch) = (
-        p.usize("steps") as u64,
-        p.usize("log_every").max(1) as u64,
-        p.usize("batch"),
-    );
-    let (mut loss, mut nfe_train, mut reg_value, mut step_ms) =
-        (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-    let mut last = BTreeMap::new();
-    let mut step = 0u64;
-    let mut total_ms = 0.0;
-    loop {
-        if step.is_multiple_of(log_every) || step == steps {
-            let e = trainer
-                .evaluate(dev, &model, &task)
-                .map_err(|e| RunStop::Diverged {
-                    step,
-                    reason: format!("test solve failed: {e}"),
-                })?;
-            let mut values = vec![
-                ("train_loss", loss),
-                ("nfe_train", nfe_train),
-                ("nfe_test", e.nfe),
-                ("us_per_prediction", e.us_per_prediction),
-                ("reg_value", reg_value),
-                ("step_ms", step_ms),
-            ];
-            match task {
-                Task::Digits { .. } => values.push(("test_acc", e.score)),
-                Task::Spiral { .. } => values.push(("test_mse", e.score)),
-            }
-            ctx.record(step, &values);
-            last = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let mut run = NodeRun {
+        adam: Optimizer::new(Rule::adam(), p.f64("lr")),
+        batch: p.usize("batch"),
+        last_step: (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+        total_ms: 0.0,
+        trainer,
+        model,
+        task,
+        rng,
+    };
+    driver::drive(ctx, Schedule::from_params(&p), &mut run)
+}
+
+/// One run's state between steps.
+struct NodeRun<D: Device<f64>> {
+    trainer: Trainer,
+    model: Model<D>,
+    task: Task,
+    adam: Optimizer<f64, D>,
+    batch: usize,
+    rng: StdRng,
+    /// Loss, training NFE, regularizer value and mean ms of the steps so far.
+    last_step: (f64, f64, f64, f64),
+    total_ms: f64,
+}
+
+impl<D: Device<f64>> driver::Trainer for NodeRun<D> {
+    fn evaluate(&mut self, step: u64, _last: bool) -> Result<Evaluation, RunStop> {
+        let dev = self.model.store.device().clone();
+        let e = self
+            .trainer
+            .evaluate(&dev, &self.model, &self.task)
+            .map_err(|e| RunStop::Diverged {
+                step,
+                reason: format!("test solve failed: {e}"),
+            })?;
+        let (loss, nfe_train, reg_value, step_ms) = self.last_step;
+        let mut values = vec![
+            ("train_loss", loss),
+            ("nfe_train", nfe_train),
+            ("nfe_test", e.nfe),
+            ("us_per_prediction", e.us_per_prediction),
+            ("reg_value", reg_value),
+            ("step_ms", step_ms),
+        ];
+        match self.task {
+            Task::Digits { .. } => values.push(("test_acc", e.score)),
+            Task::Spiral { .. } => values.push(("test_mse", e.score)),
         }
-        if step >= steps {
-            break;
-        }
-        if ctx.stop_requested() {
-            return Err(RunStop::Stopped { step });
-        }
+        Ok(Evaluation::new(values))
+    }
+
+    fn step(&mut self, step: u64) -> Result<f64, RunStop> {
+        let dev = self.model.store.device().clone();
         let t0 = Instant::now();
-        let out = trainer
-            .train_step(dev, &mut model, &task, batch, &mut rng, &mut adam)
+        let out = self
+            .trainer
+            .train_step(
+                &dev,
+                &mut self.model,
+                &self.task,
+                self.batch,
+                &mut self.rng,
+                &mut self.adam,
+            )
             .map_err(|e| RunStop::Diverged { step, reason: e })?;
-        total_ms += t0.elapsed().as_secs_f64() * 1e3;
-        step_ms = total_ms / (step + 1) as f64;
-        loss = out.loss;
-        nfe_train = out.nfe as f64;
-        reg_value = out.reg_value;
-        step += 1;
-    }
-    Ok(RunEnd {
-        steps: step,
-        final_values: last,
-    })
-}
-
-/// Adam over the model's parameter groups (f64).
-struct Adam64 {
-    inner: Adam,
-}
-
-impl Adam64 {
-    fn new(lr: f64) -> Adam64 {
-        Adam64 {
-            inner: Adam::new(lr as f32),
-        }
+        self.total_ms += t0.elapsed().as_secs_f64() * 1e3;
+        self.last_step = (
+            out.loss,
+            out.nfe as f64,
+            out.reg_value,
+            self.total_ms / (step + 1) as f64,
+        );
+        Ok(out.loss)
     }
 
-    /// Steps in f32 arithmetic on copies, then writes back: the optimizer state is f32.
-    fn step(&mut self, params: Vec<&mut Vec<f64>>, grads: &[Vec<f64>]) {
-        let mut p32: Vec<Vec<f32>> = params
-            .iter()
-            .map(|v| v.iter().map(|x| *x as f32).collect())
+    fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let params: Vec<NamedTensor> = self
+            .model
+            .store
+            .named_values()
+            .into_iter()
+            .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
             .collect();
-        let g32: Vec<Vec<f32>> = grads
-            .iter()
-            .map(|v| v.iter().map(|x| *x as f32).collect())
-            .collect();
-        {
-            let mut refs: Vec<&mut Vec<f32>> = p32.iter_mut().collect();
-            self.inner.step(&mut refs, &g32);
-        }
-        for (dst, src) in params.into_iter().zip(&p32) {
-            for (d, s) in dst.iter_mut().zip(src) {
-                // Keep the f64 value and add the f32 update, so tiny updates are not lost.
-                *d += (*s as f64) - (*d as f32 as f64);
-            }
-        }
+        let data = match &self.task {
+            Task::Digits {
+                x_train,
+                y_train,
+                x_test,
+                y_test,
+            } => vec![
+                NamedTensor::new("x_train", &[y_train.len(), DIGIT_FEATURES], x_train.clone()),
+                NamedTensor::new(
+                    "y_train",
+                    &[y_train.len()],
+                    y_train.iter().map(|v| *v as f64).collect(),
+                ),
+                NamedTensor::new("x_test", &[y_test.len(), DIGIT_FEATURES], x_test.clone()),
+                NamedTensor::new(
+                    "y_test",
+                    &[y_test.len()],
+                    y_test.iter().map(|v| *v as f64).collect(),
+                ),
+            ],
+            Task::Spiral { y0, times, states } => vec![
+                NamedTensor::new("y0", &[2], y0.clone()),
+                NamedTensor::new("times", &[times.len()], times.clone()),
+                NamedTensor::new(
+                    "states",
+                    &[states.len(), 2],
+                    states.iter().flatten().copied().collect(),
+                ),
+            ],
+        };
+        let t = &self.trainer;
+        let text = format!(
+            "neural ODE: y' = f(t, y) = tanh(y @ dyn.W1 + t * dyn.wt + dyn.b1) @ dyn.W2 + dyn.b2, \
+             d = {}, hidden = {}\n\
+             solver: Dormand-Prince 5(4), atol {:e}, rtol {:e}\n\
+             digits: h0 = x @ W_in + b_in, h1 = y(t_end = {}) from y(0) = h0, logits = h1 @ W_out + b_out \
+             (W_in/b_in/W_out/b_out are unused by the spiral)\n\
+             spiral: y(0) = y0, observed at `times` (even indices train, odd test), targets `states`\n",
+            self.model.dynamics.d, self.model.dynamics.hidden, t.tol.atol, t.tol.rtol, t.t_end
+        );
+        artifacts::write_run(dir, &params, &data, &text)
     }
 }
 
@@ -432,15 +495,15 @@ impl Trainer {
     fn train_step<D: Device<f64>>(
         &self,
         dev: &D,
-        model: &mut Model,
+        model: &mut Model<D>,
         task: &Task,
         batch: usize,
         rng: &mut StdRng,
-        adam: &mut Adam64,
+        adam: &mut Optimizer<f64, D>,
     ) -> Result<StepResult, String> {
         let dev = dev.clone();
         let net = &model.dynamics;
-        let p = net.tensors(&dev);
+        let p = model.tensors();
         let d = net.d;
         match task {
             Task::Digits {
@@ -459,28 +522,27 @@ impl Trainer {
                     .collect();
                 let labels: Vec<usize> = idx.iter().map(|&i| y_train[i]).collect();
                 let xt = dev.tensor_from_vec(x.clone(), (batch, DIGIT_FEATURES));
-                let w_in = dev.tensor_from_vec(model.w_in.clone(), (DIGIT_FEATURES, d));
-                let b_in = dev.tensor_from_vec(model.b_in.clone(), (d,));
-                let w_out = dev.tensor_from_vec(model.w_out.clone(), (d, CLASSES));
-                let b_out = dev.tensor_from_vec(model.b_out.clone(), (CLASSES,));
-                let h0 = w_in.leaky_trace();
+                let h0 = model.store.matrix(model.w_in);
                 let h0 = xt.retaped::<OwnedTape<f64, D>>().matmul(h0)
-                    + b_in.leaky_trace().broadcast_like::<_, Axis<0>>(&(batch, d));
+                    + model
+                        .store
+                        .vector(model.b_in)
+                        .broadcast_like::<_, Axis<0>>(&(batch, d));
                 let h0_values = h0.as_vec();
                 let t_out = [self.t_end];
                 let sol = self.solve(net, &p, &dev, &h0_values, &t_out)?;
-                let states = self.host_states(net, &p, &dev, &h0_values, &sol)?;
                 let chosen = self.pick_step(&sol, rng);
                 let plan = Plan {
                     sol: &sol,
-                    states: &states,
+                    states: &sol.states,
                     t_out: &t_out,
                 };
                 let (mut outs, reg) = self.replay(net, &p, h0, plan, chosen);
                 let h1 = outs.pop().ok_or("no output state")?;
-                let logits = h1.matmul(w_out.leaky_trace())
-                    + b_out
-                        .leaky_trace()
+                let logits = h1.matmul(model.store.matrix(model.w_out))
+                    + model
+                        .store
+                        .vector(model.b_out)
                         .broadcast_like::<_, Axis<0>>(&(batch, CLASSES));
                 let mut onehot = vec![0.0; batch * CLASSES];
                 for (r, y) in labels.iter().enumerate() {
@@ -489,22 +551,10 @@ impl Trainer {
                 let target = dev.tensor_from_vec(onehot, (batch, CLASSES));
                 let loss = cross_entropy_with_logits_loss(logits, target);
                 let (task_loss, reg_value, loss) = self.add_regularizer(loss, reg, &sol)?;
-                let g = loss.backward();
-                let mut grads = Dynamics::grads(&p, &g);
-                grads.push(g.get(&w_in).as_vec());
-                grads.push(g.get(&b_in).as_vec());
-                grads.push(g.get(&w_out).as_vec());
-                grads.push(g.get(&b_out).as_vec());
-                let Model {
-                    dynamics,
-                    w_in,
-                    b_in,
-                    w_out,
-                    b_out,
-                } = model;
-                let mut params = dynamics.params_mut();
-                params.extend([w_in, b_in, w_out, b_out]);
-                adam.step(params, &grads);
+                let mut g = loss.backward();
+                drop(p);
+                adam.step(&mut model.store, &mut g)
+                    .map_err(|e| format!("optimizer update: {e:?}"))?;
                 Ok(StepResult {
                     loss: task_loss,
                     nfe: sol.stats.nfe,
@@ -518,14 +568,13 @@ impl Trainer {
                 let t_out: Vec<f64> = times.iter().step_by(2).copied().collect();
                 let targets: Vec<&Vec<f64>> = states.iter().step_by(2).collect();
                 let sol = self.solve(net, &p, &dev, y0, &t_out)?;
-                let host = self.host_states(net, &p, &dev, y0, &sol)?;
                 let chosen = self.pick_step(&sol, rng);
                 let y0t = dev
                     .tensor_from_vec(y0.clone(), (1usize, 2usize))
                     .retaped::<OwnedTape<f64, D>>();
                 let plan = Plan {
                     sol: &sol,
-                    states: &host,
+                    states: &sol.states,
                     t_out: &t_out,
                 };
                 let (outs, reg) = self.replay(net, &p, y0t, plan, chosen);
@@ -541,9 +590,10 @@ impl Trainer {
                 }
                 let loss = loss.ok_or("no outputs")?;
                 let (task_loss, reg_value, loss) = self.add_regularizer(loss, reg, &sol)?;
-                let g = loss.backward();
-                let grads = Dynamics::grads(&p, &g);
-                adam.step(model.dynamics.params_mut(), &grads);
+                let mut g = loss.backward();
+                drop(p);
+                adam.step(&mut model.store, &mut g)
+                    .map_err(|e| format!("optimizer update: {e:?}"))?;
                 Ok(StepResult {
                     loss: task_loss,
                     nfe: sol.stats.nfe,
@@ -596,38 +646,24 @@ impl Trainer {
         )
     }
 
-    /// The host states at the start of every accepted step and after the last one (for the
-    /// tolerance scales of the error estimates).
-    fn host_states<D: Device<f64>>(
-        &self,
-        net: &Dynamics,
-        p: &DynamicsTensors<D>,
-        dev: &D,
-        y0: &[f64],
-        sol: &ode::Solution,
-    ) -> Result<Vec<Vec<f64>>, String> {
-        let mut f = |t: f64, y: &[f64]| net.eval(p, dev, t, y);
-        let mut states = vec![y0.to_vec()];
-        let mut y = y0.to_vec();
-        for st in &sol.steps {
-            let k1 = f(st.t, &y);
-            let (y5, _, _) = ode::dp5_step(&mut f, st.t, &y, &k1, st.h);
-            y = y5;
-            states.push(y.clone());
-        }
-        Ok(states)
-    }
-
     /// Test score and NFE of a prediction whose only output time is the end point.
     fn evaluate<D: Device<f64>>(
         &self,
         dev: &D,
-        model: &Model,
+        model: &Model<D>,
         task: &Task,
     ) -> Result<EvalResult, String> {
         let dev = dev.clone();
         let net = &model.dynamics;
-        let p = net.tensors(&dev);
+        let p = model.tensors();
+        let (w_in, b_in) = (
+            model.store.values(model.w_in),
+            model.store.values(model.b_in),
+        );
+        let (w_out, b_out) = (
+            model.store.values(model.w_out),
+            model.store.values(model.b_out),
+        );
         let d = net.d;
         match task {
             Task::Digits { x_test, y_test, .. } => {
@@ -636,9 +672,9 @@ impl Trainer {
                 let mut h = vec![0.0; n * d];
                 for r in 0..n {
                     for j in 0..d {
-                        let mut acc = model.b_in[j];
+                        let mut acc = b_in[j];
                         for i in 0..DIGIT_FEATURES {
-                            acc += x_test[r * DIGIT_FEATURES + i] * model.w_in[i * d + j];
+                            acc += x_test[r * DIGIT_FEATURES + i] * w_in[i * d + j];
                         }
                         h[r * d + j] = acc;
                     }
@@ -648,9 +684,9 @@ impl Trainer {
                 let mut logits = vec![0.0; n * CLASSES];
                 for r in 0..n {
                     for c in 0..CLASSES {
-                        let mut acc = model.b_out[c];
+                        let mut acc = b_out[c];
                         for j in 0..d {
-                            acc += h1[r * d + j] * model.w_out[j * CLASSES + c];
+                            acc += h1[r * d + j] * w_out[j * CLASSES + c];
                         }
                         logits[r * CLASSES + c] = acc;
                     }

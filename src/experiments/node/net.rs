@@ -5,6 +5,8 @@
 //! Dynamics: `f(t, y) = tanh(y W1 + t w_t + b1) W2 + b2`, on a batch of states (`b x d`).
 
 use dfdx::prelude::*;
+
+use crate::nn::{ParamId, ParamStore};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -46,6 +48,29 @@ pub struct DynamicsTensors<D: Device<f64> = Cpu> {
     pub b1: Tensor<(usize,), f64, D>,
     pub w2: Tensor<(usize, usize), f64, D>,
     pub b2: Tensor<(usize,), f64, D>,
+}
+
+/// Where the dynamics' parameters sit in a store.
+#[derive(Clone, Copy, Debug)]
+pub struct DynamicsIds {
+    pub w1: ParamId,
+    pub wt: ParamId,
+    pub b1: ParamId,
+    pub w2: ParamId,
+    pub b2: ParamId,
+}
+
+impl<D: Device<f64>> DynamicsTensors<D> {
+    /// The store's tensors (shared buffers and ids: their gradients are the store's).
+    pub fn from_store(store: &ParamStore<f64, D>, ids: DynamicsIds) -> DynamicsTensors<D> {
+        DynamicsTensors {
+            w1: store.matrix_value(ids.w1),
+            wt: store.flat(ids.wt).clone(),
+            b1: store.flat(ids.b1).clone(),
+            w2: store.matrix_value(ids.w2),
+            b2: store.flat(ids.b2).clone(),
+        }
+    }
 }
 
 impl Dynamics {
@@ -123,6 +148,19 @@ impl Dynamics {
             + p.b2
                 .retaped::<OwnedTape<f64, D>>()
                 .broadcast_like::<_, Axis<0>>(&(b, d))
+    }
+
+    /// Registers the parameters in a device store (`dyn.W1`, `dyn.wt`, `dyn.b1`, `dyn.W2`,
+    /// `dyn.b2`); training then reads them from there.
+    pub fn register<D: Device<f64>>(&self, store: &mut ParamStore<f64, D>) -> DynamicsIds {
+        let (d, h) = (self.d, self.hidden);
+        DynamicsIds {
+            w1: store.add("dyn.W1", &[d, h], self.w1.clone()),
+            wt: store.add("dyn.wt", &[h], self.wt.clone()),
+            b1: store.add("dyn.b1", &[h], self.b1.clone()),
+            w2: store.add("dyn.W2", &[h, d], self.w2.clone()),
+            b2: store.add("dyn.b2", &[d], self.b2.clone()),
+        }
     }
 
     /// Gradients of the dynamics' parameters, in the order of [`Dynamics::params_mut`].
