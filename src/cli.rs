@@ -23,6 +23,8 @@ pub enum Command {
     },
     Bench {
         quick: bool,
+        /// Only the steps compared with PyTorch, one JSON object per line.
+        torch_cases: bool,
     },
     DeviceCheck {
         quick: bool,
@@ -49,6 +51,7 @@ usage:
   reglab runs                     list the runs in the runs folder
   reglab show RUN_DIR             print a stored run's config, final values and verdict
   reglab bench [--quick]          print speed figures (steps/s per arm, Hutchinson cost, overhead)
+  reglab bench --torch-cases      the steps scripts/compare-pytorch.py times against PyTorch (JSON)
   reglab device-check [--quick]   train each preset on the CPU and on CUDA, compare and time them
 
 options:
@@ -81,6 +84,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut overrides = Vec::new();
     let mut seeds = Vec::new();
     let mut quick = false;
+    let mut torch_cases = false;
     let mut device = DeviceChoice::Cpu;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -114,6 +118,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     .ok_or_else(|| format!("--jobs {v}: expected a positive integer"))?;
             }
             "--quick" => quick = true,
+            "--torch-cases" => torch_cases = true,
             "--device" => device = value(a, &mut it)?.parse()?,
             s if s.starts_with('-') => {
                 return Err(format!("unknown option `{s}` (see reglab --help)"))
@@ -143,7 +148,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         }
         Some("bench") => {
             extra(1)?;
-            Command::Bench { quick }
+            Command::Bench { quick, torch_cases }
         }
         Some("device-check") => {
             extra(1)?;

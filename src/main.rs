@@ -90,7 +90,13 @@ fn main() -> ExitCode {
         }
         Command::Show { dir } => show(&dir),
         Command::Help | Command::Version => ExitCode::SUCCESS,
-        Command::Bench { quick } => {
+        Command::Bench {
+            torch_cases: true, ..
+        } => {
+            print!("{}", bench::torch_cases());
+            ExitCode::SUCCESS
+        }
+        Command::Bench { quick, .. } => {
             print!("{}", bench::report(quick));
             ExitCode::SUCCESS
         }

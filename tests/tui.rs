@@ -126,7 +126,7 @@ fn dashboard_charts_the_focused_metric_with_reference_and_rows_per_run() {
     let mut a = app_with_data(root.path());
     a.focus = Panel::Dashboard;
     let s = screen(&a, 140, 40);
-    assert!(s.contains("train loss (1/6)"), "{s}");
+    assert!(s.contains("train loss (1/7)"), "{s}");
     assert!(
         s.contains("diag-sgd1-eta0.035 s0") && s.contains("diag-gd-eta0.12 s0"),
         "{s}"
@@ -138,7 +138,7 @@ fn dashboard_charts_the_focused_metric_with_reference_and_rows_per_run() {
     a.on_key(key(KeyCode::Right));
     let s = screen(&a, 140, 40);
     assert!(
-        s.contains("Hessian trace (3/6)") && s.contains("dotted: two_over_eta"),
+        s.contains("Hessian trace (3/7)") && s.contains("dotted: two_over_eta"),
         "{s}"
     );
     assert!(s.contains("hessian_trace"), "{s}");

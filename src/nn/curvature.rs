@@ -40,7 +40,7 @@ impl<E: Dtype, D: Device<E>> VectorSpace for DeviceSpace<E, D> {
     fn axpby(&self, y: &mut Self::V, alpha: f64, x: &Self::V, beta: f64) {
         vec_ops::axpby(y, alpha, x, beta)
     }
-    fn from_host(&self, values: &[f64]) -> Self::V {
+    fn upload(&self, values: &[f64]) -> Self::V {
         let mut at = 0;
         self.sizes
             .iter()

@@ -41,6 +41,7 @@ impl Variant {
 }
 
 type Matrix<D> = Tensor<(usize, usize), f32, D>;
+type TapedMatrix<D> = Taped<(usize, usize), f32, D>;
 
 /// Uses a taped tensor twice: both copies keep recording onto tapes that merge at the loss.
 fn dup<S: Shape, D: Device<f32>>(t: Taped<S, f32, D>) -> (Taped<S, f32, D>, Taped<S, f32, D>) {
@@ -147,10 +148,7 @@ impl<D: Device<f32>> Sae<D> {
     }
 
     /// `(x - b_dec, traced)` twice, and `x - b_dec` fed to the encoder.
-    fn encoder_pre(
-        &self,
-        x: &Matrix<D>,
-    ) -> (Taped<(usize, usize), f32, D>, Taped<(usize, usize), f32, D>) {
+    fn encoder_pre(&self, x: &Matrix<D>) -> (TapedMatrix<D>, TapedMatrix<D>) {
         let (b, d, m) = (x.shape().0, self.d, self.m);
         let xc = self
             .store

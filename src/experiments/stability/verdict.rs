@@ -2,8 +2,9 @@
 //!
 //! (i)   every batch-1 SGD run that converged has tr(H) <= 2/eta within two standard errors
 //!       (larger batches are reported: the linear-stability bound loosens with the batch size);
-//! (ii)  every GD run that converged has lambda_max <= 2/eta (1% tolerance for the estimator);
-//! (iia) some converged GD run has a trace above 2/eta: GD's stability does not bound the trace;
+//! (ii)  every GD run that converged has lambda_max <= 2/eta, within the Lanczos residual;
+//! (iia, reported, not counted) some converged GD run has a trace above 2/eta: GD's stability
+//!       does not bound the trace;
 //! (iii) for each model and SGD batch size, averaged over seeds, the largest eta at which every
 //!       seed converged ends with a smaller trace, a smaller parameter norm and a lower test loss
 //!       than the smallest.
@@ -13,8 +14,6 @@ use std::collections::BTreeMap;
 use crate::experiments::{FinishedRun, RunStatus};
 use crate::verdict::{Check, Outcome, Verdict};
 
-/// Relative tolerance on lambda_max <= 2/eta (power iteration's error at the edge of stability).
-const LAMBDA_TOL: f64 = 0.01;
 /// Error bars are this many standard errors.
 const SE_MULT: f64 = 2.0;
 
@@ -134,11 +133,18 @@ fn check_gd_lambda(arms: &[Arm]) -> Check {
             continue;
         }
         any = true;
-        let (lam, tr, bound) = (a.v("lambda_max"), a.v("hessian_trace"), 2.0 / a.eta);
-        let ok = lam <= bound * (1.0 + LAMBDA_TOL);
+        let (lam, res, tr, bound) = (
+            a.v("lambda_max"),
+            a.v("lambda_residual"),
+            a.v("hessian_trace"),
+            2.0 / a.eta,
+        );
+        // Within the estimator's own error bound (the Lanczos residual), not a fixed margin.
+        let ok = lam - res.max(0.0) <= bound;
         all_ok &= ok;
         evidence.push(format!(
-            "{}: lambda_max {lam:.3} {} 2/eta = {bound:.3}; trace {tr:.3} is {:.2}x 2/eta",
+            "{}: lambda_max {lam:.3} (residual {res:.1e}) {} 2/eta = {bound:.3}; trace {tr:.3} \
+             is {:.2}x 2/eta",
             a.label(),
             if ok { "<=" } else { ">" },
             tr / bound
@@ -170,7 +176,8 @@ fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
             a.v("hessian_trace_se"),
             2.0 / a.eta,
         );
-        let above = tr - SE_MULT * se > bound && lam <= bound * (1.0 + LAMBDA_TOL);
+        let res = a.v("lambda_residual").max(0.0);
+        let above = tr - SE_MULT * se > bound && lam - res <= bound;
         found |= above;
         considered += 1;
         if above {
@@ -197,7 +204,9 @@ fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
         },
         evidence,
         numbers,
-        informational: false,
+        // Reported, not counted: it states what GD does, and no configuration with the
+        // paper's mechanism removed makes it fail, so it cannot test the claim.
+        informational: true,
     }
 }
 
