@@ -3,6 +3,7 @@
 //! device vectors ([`curvature`]) and small models on runtime shapes ([`models`]).
 
 pub mod curvature;
+pub mod models;
 pub mod optim;
 pub mod store;
 
