@@ -543,7 +543,10 @@ pub fn torch_cases() -> String {
     let mut out = String::new();
     let cases: Vec<(&str, f64)> = vec![
         ("sae-topk-d32-m192-k8-b256", sae_topk_step_ms(50)),
-        ("mlp-784-256-10-b128", mlp_step_ms(50)),
+        (
+            "mlp-784-256-10-b128",
+            crate::nn::models::mlp::time_mlp_step(0, 50),
+        ),
     ];
     for (case, ms) in cases {
         let _ = writeln!(
@@ -553,57 +556,4 @@ pub fn torch_cases() -> String {
         );
     }
     out
-}
-
-/// Milliseconds per training step of a 784-256-10 ReLU MLP at batch 128 (f32, cross-entropy,
-/// Adam lr 1e-3) on the CPU, parameters in a store (PyTorch's nn.Linear initialization).
-pub fn mlp_step_ms(reps: usize) -> f64 {
-    use crate::nn::{Optimizer, ParamStore, Rule};
-    use dfdx::prelude::*;
-    use rand::Rng;
-    let dev = Cpu::default();
-    let mut rng = StdRng::seed_from_u64(0);
-    let (i, h, o, b) = (784usize, 256usize, 10usize, 128usize);
-    let mut uniform = |n: usize, fan_in: usize| -> Vec<f32> {
-        let a = 1.0 / (fan_in as f32).sqrt();
-        (0..n).map(|_| rng.gen_range(-a..a)).collect()
-    };
-    let mut store = ParamStore::new(&dev);
-    let w1 = store.add("W1", &[i, h], uniform(i * h, i));
-    let b1 = store.add("b1", &[h], uniform(h, i));
-    let w2 = store.add("W2", &[h, o], uniform(h * o, h));
-    let b2 = store.add("b2", &[o], uniform(o, h));
-    let mut opt = Optimizer::new(Rule::adam(), 1e-3);
-    let x: Vec<f32> = (0..b * i)
-        .map(|_| rand_distr::Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut rng))
-        .collect();
-    let mut onehot = vec![0.0f32; b * o];
-    for r in 0..b {
-        onehot[r * o + rng.gen_range(0..o)] = 1.0;
-    }
-    let mut step = |store: &mut ParamStore<f32, Cpu>| {
-        let xt = dev.tensor_from_vec(x.clone(), (b, i));
-        let t = dev.tensor_from_vec(onehot.clone(), (b, o));
-        let hid = (xt.leaky_trace().matmul(store.matrix(w1))
-            + store.vector(b1).broadcast_like::<_, Axis<0>>(&(b, h)))
-        .relu();
-        let logits =
-            hid.matmul(store.matrix(w2)) + store.vector(b2).broadcast_like::<_, Axis<0>>(&(b, o));
-        let mut g = cross_entropy_with_logits_loss(logits, t).backward();
-        opt.step(store, &mut g).expect("cpu update");
-    };
-    for _ in 0..5 {
-        step(&mut store);
-    }
-    let mut times: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..reps.max(1) {
-                step(&mut store);
-            }
-            t.elapsed().as_secs_f64() * 1e3 / reps.max(1) as f64
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[2]
 }
