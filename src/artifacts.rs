@@ -36,6 +36,17 @@ impl NamedTensor {
     }
 }
 
+/// Every parameter of a store, by name, as F64 tensors.
+pub fn store_tensors<E: dfdx::prelude::Dtype, D: dfdx::prelude::Device<E>>(
+    store: &crate::nn::ParamStore<E, D>,
+) -> Vec<NamedTensor> {
+    store
+        .named_values()
+        .into_iter()
+        .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
+        .collect()
+}
+
 /// Writes `tensors` to `path` (through a temporary file, so a reader never sees half a file).
 pub fn write(path: &Path, tensors: &[NamedTensor]) -> std::io::Result<()> {
     let bytes: Vec<Vec<u8>> = tensors

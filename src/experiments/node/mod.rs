@@ -342,13 +342,7 @@ impl<D: Device<f64>> driver::Trainer for NodeRun<D> {
     }
 
     fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        let params: Vec<NamedTensor> = self
-            .model
-            .store
-            .named_values()
-            .into_iter()
-            .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
-            .collect();
+        let params = artifacts::store_tensors(&self.model.store);
         let data = match &self.task {
             Task::Digits {
                 x_train,

@@ -278,13 +278,7 @@ impl<D: Device<f32>> Trainer for SaeRun<D> {
     }
 
     fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        let params: Vec<NamedTensor> = self
-            .sae
-            .store
-            .named_values()
-            .into_iter()
-            .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
-            .collect();
+        let params = artifacts::store_tensors(&self.sae.store);
         let a = &self.acts;
         let mut data = vec![
             NamedTensor::from_f32("x_train", &[a.n_train, a.d], &a.train),

@@ -451,18 +451,8 @@ impl<D: Device<f64>> Trainer for StabilityRun<D> {
 
     fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {
         let s = &self.s;
-        let theta: Vec<f64> = self
-            .store
-            .named_values()
-            .into_iter()
-            .flat_map(|(_, _, v)| v)
-            .collect();
-        let mut params: Vec<NamedTensor> = self
-            .store
-            .named_values()
-            .into_iter()
-            .map(|(name, shape, v)| NamedTensor::new(&name, &shape, v))
-            .collect();
+        let mut params = artifacts::store_tensors(&self.store);
+        let theta: Vec<f64> = params.iter().flat_map(|t| t.data.iter().copied()).collect();
         if let Model::Diagonal { dim } = s.model {
             params.push(NamedTensor::new("beta", &[dim], s.model.beta(&theta)));
         }
