@@ -83,4 +83,4 @@ export CARGO_TARGET_DIR=$root/target/cuda
 cargo build --release --features cuda --bins --tests
 echo "== done: target/cuda/release/reglab"
 readelf -d target/cuda/release/reglab | grep NEEDED || true
-echo "   (scripts/gpu-check.sh runs it and the kernel tests under target/cuda/release/deps on a GPU machine)"
+echo "   (scripts/gpu-check.sh runs it on a GPU machine)"

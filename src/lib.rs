@@ -12,8 +12,6 @@ pub mod device;
 pub mod engine;
 pub mod experiments;
 pub mod headless;
-#[cfg(feature = "cuda")]
-pub mod kernels;
 pub mod metrics;
 pub mod nn;
 pub mod ode;

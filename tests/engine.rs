@@ -41,11 +41,11 @@ fn manager(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sgd_stability_claim_holds_at_small_scale() {
     let root = tempfile::tempdir().unwrap();
-    let p = preset("sgd-stability");
-    let req = LaunchRequest {
-        seeds: vec![0, 1, 2],
-        ..Default::default()
-    };
+    let profile = reglab::experiments::find("sgd-stability")
+        .unwrap()
+        .quick_profile();
+    let p = preset(profile.preset);
+    let req = LaunchRequest::from(&profile);
     let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();

@@ -9,8 +9,6 @@ use reglab::engine::LaunchRequest;
 use reglab::experiments::node::{step_taped, Dynamics};
 use reglab::headless;
 use reglab::ode::{self, Step, Tolerances};
-use reglab::params::Override;
-use reglab::presets;
 use reglab::verdict::Outcome;
 
 const TOL: Tolerances = Tolerances {
@@ -120,16 +118,11 @@ fn gradients_through_the_solver_match_finite_differences() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_regularization_cuts_nfe_at_similar_accuracy() {
     let root = tempfile::tempdir().unwrap();
-    let p = presets::builtin("local-reg-node").unwrap();
-    let req = LaunchRequest {
-        arms: vec!["digits-none".into(), "digits-local".into()],
-        seeds: vec![1],
-        overrides: vec![Override {
-            key: "steps".into(),
-            value: "200".into(),
-        }],
-        device: Default::default(),
-    };
+    let profile = reglab::experiments::find("local-reg-node")
+        .unwrap()
+        .quick_profile();
+    let p = profile.preset().unwrap();
+    let req = LaunchRequest::from(&profile);
     let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();

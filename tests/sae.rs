@@ -10,8 +10,6 @@ use rand::{Rng, SeedableRng};
 use reglab::engine::LaunchRequest;
 use reglab::experiments::sae::model::{gaussian_kl, Sae, Variant};
 use reglab::headless;
-use reglab::params::Override;
-use reglab::presets;
 use reglab::verdict::Outcome;
 
 fn random_sae(variant: Variant, rng: &mut StdRng) -> Sae {
@@ -210,16 +208,9 @@ fn kl_term_matches_its_closed_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsae_has_more_dead_latents_and_worse_reconstruction_on_synthetic_data() {
     let root = tempfile::tempdir().unwrap();
-    let p = presets::builtin("vsae").unwrap();
-    let req = LaunchRequest {
-        arms: vec!["topk".into(), "vsae-kl1".into(), "vsae-fixedvar-kl1".into()],
-        seeds: vec![3],
-        overrides: vec![Override {
-            key: "steps".into(),
-            value: "2000".into(),
-        }],
-        device: Default::default(),
-    };
+    let profile = reglab::experiments::find("vsae").unwrap().quick_profile();
+    let p = profile.preset().unwrap();
+    let req = LaunchRequest::from(&profile);
     let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();

@@ -70,6 +70,18 @@ pub struct LaunchRequest {
     pub device: DeviceChoice,
 }
 
+impl From<&crate::experiments::profile::Profile> for LaunchRequest {
+    /// The launch a profile describes (on the CPU).
+    fn from(p: &crate::experiments::profile::Profile) -> LaunchRequest {
+        LaunchRequest {
+            arms: p.arms.iter().map(|a| a.to_string()).collect(),
+            seeds: p.seeds.to_vec(),
+            overrides: p.overrides(),
+            device: DeviceChoice::Cpu,
+        }
+    }
+}
+
 /// A launch in progress.
 pub struct Launch {
     pub id: LaunchId,

@@ -4,6 +4,7 @@
 
 pub mod driver;
 pub mod node;
+pub mod profile;
 pub mod sae;
 pub mod stability;
 
@@ -35,6 +36,13 @@ pub trait Experiment: Send + Sync {
             _ => 0,
         }
     }
+    /// A small seeded configuration that still exercises the claim's direction (tests and
+    /// `verify --quick`).
+    fn quick_profile(&self) -> profile::Profile;
+    /// The arms `reglab device-check` trains on the CPU and on CUDA.
+    fn device_cases(&self) -> Vec<profile::DeviceCase>;
+    /// Appends this experiment's speed figures to `reglab bench`'s report.
+    fn bench(&self, _quick: bool, _out: &mut String) {}
     /// Trains one arm. Returns its final values, or how it stopped early.
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop>;
     /// The verdict over the runs of one launch.

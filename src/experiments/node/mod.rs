@@ -7,6 +7,7 @@
 //! summed over every step of the trajectory). Tasks: classification of the 8x8 digits with a
 //! neural ODE block, and fitting a 2-D spiral trajectory.
 
+pub mod bench;
 mod net;
 mod verdict;
 
@@ -20,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::driver::{self, Evaluation, Schedule};
+use super::profile::{DeviceCase, Profile};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
 use crate::artifacts::{self, NamedTensor};
 use crate::metrics::{MetricSpec, Relative};
@@ -189,6 +191,50 @@ impl Experiment for LocalRegNode {
             "reg_value",
             "step_ms",
         ]
+    }
+
+    fn quick_profile(&self) -> Profile {
+        Profile {
+            preset: "local-reg-node",
+            arms: &["digits-none", "digits-local"],
+            seeds: &[1],
+            overrides: &[("steps", "200")],
+        }
+    }
+
+    fn device_cases(&self) -> Vec<DeviceCase> {
+        let preset_size = Profile {
+            preset: "local-reg-node",
+            arms: &[],
+            seeds: &[0],
+            overrides: &[("steps", "20"), ("log_every", "10")],
+        };
+        let large = Profile {
+            overrides: &[
+                ("state_dim", "64"),
+                ("hidden", "1024"),
+                ("batch", "1024"),
+                ("steps", "5"),
+                ("log_every", "5"),
+            ],
+            ..preset_size
+        };
+        vec![
+            DeviceCase {
+                size: "preset",
+                arm: "digits-local",
+                profile: preset_size,
+            },
+            DeviceCase {
+                size: "large",
+                arm: "digits-local",
+                profile: large,
+            },
+        ]
+    }
+
+    fn bench(&self, quick: bool, out: &mut String) {
+        bench::report(quick, out)
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {

@@ -3,6 +3,7 @@
 //! TopK + AuxK as a third arm. Finding: the vSAE has many more dead features and a worse
 //! reconstruction; the KL term is the cause.
 
+pub mod bench;
 pub mod data;
 pub mod model;
 mod verdict;
@@ -12,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::driver::{self, Evaluation, Schedule, Trainer};
+use super::profile::{DeviceCase, Profile};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
 use crate::artifacts::{self, NamedTensor};
 use crate::metrics::dead_features::DeadFeatureTracker;
@@ -183,6 +185,59 @@ impl Experiment for VariationalSae {
             "kl",
             "recovery",
         ]
+    }
+
+    fn quick_profile(&self) -> Profile {
+        Profile {
+            preset: "vsae",
+            arms: &["topk", "vsae-kl1", "vsae-fixedvar-kl1"],
+            seeds: &[3],
+            overrides: &[("steps", "1000")],
+        }
+    }
+
+    fn device_cases(&self) -> Vec<DeviceCase> {
+        let preset_size = Profile {
+            preset: "vsae",
+            arms: &[],
+            seeds: &[0],
+            overrides: &[("steps", "100"), ("log_every", "50")],
+        };
+        let large = Profile {
+            overrides: &[
+                ("dim", "512"),
+                ("features", "2048"),
+                ("tokens", "8192"),
+                ("eval_tokens", "1024"),
+                ("latents", "8192"),
+                ("batch", "2048"),
+                ("k", "32"),
+                ("steps", "10"),
+                ("log_every", "5"),
+            ],
+            ..preset_size
+        };
+        vec![
+            DeviceCase {
+                size: "preset",
+                arm: "topk",
+                profile: preset_size,
+            },
+            DeviceCase {
+                size: "preset",
+                arm: "vsae-kl1",
+                profile: preset_size,
+            },
+            DeviceCase {
+                size: "large",
+                arm: "topk",
+                profile: large,
+            },
+        ]
+    }
+
+    fn bench(&self, quick: bool, out: &mut String) {
+        bench::report(quick, out)
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {

@@ -7,6 +7,7 @@
 //! losses, the Hessian trace (Hutchinson, finite-difference HVPs of dfdx gradients), the exact
 //! Gauss-Newton trace, lambda_max (power iteration), 2/eta and the model's parameter norm.
 
+pub mod bench;
 pub mod data;
 pub mod models;
 mod verdict;
@@ -17,6 +18,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::driver::{self, Evaluation, Schedule, Trainer};
+use super::profile::{DeviceCase, Profile};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
 use crate::artifacts::{self, NamedTensor};
 use crate::metrics::hessian::{hutchinson_trace, lanczos};
@@ -317,6 +319,53 @@ impl Experiment for SgdStability {
             "two_over_eta",
             "param_norm",
         ]
+    }
+
+    fn quick_profile(&self) -> Profile {
+        // One seed of every arm at the preset's size: about 20 runs of a few thousand steps.
+        Profile {
+            preset: "sgd-stability",
+            arms: &[],
+            seeds: &[0],
+            overrides: &[],
+        }
+    }
+
+    fn device_cases(&self) -> Vec<DeviceCase> {
+        let profile = |overrides| Profile {
+            preset: "sgd-stability",
+            arms: &[],
+            seeds: &[0],
+            overrides,
+        };
+        vec![
+            DeviceCase {
+                size: "preset",
+                arm: "relu-gd-eta0.1",
+                profile: profile(&[("steps", "300"), ("log_every", "100"), ("stop_loss", "0")]),
+            },
+            DeviceCase {
+                size: "large",
+                arm: "relu-gd-eta0.1",
+                profile: profile(&[
+                    ("dim", "64"),
+                    ("width", "2048"),
+                    ("n_train", "2048"),
+                    ("n_test", "2048"),
+                    ("steps", "20"),
+                    ("log_every", "10"),
+                    ("probes", "4"),
+                    ("final_probes", "4"),
+                    ("lanczos_iters", "4"),
+                    ("stop_loss", "0"),
+                    ("eta", "0.01"),
+                ]),
+            },
+        ]
+    }
+
+    fn bench(&self, quick: bool, out: &mut String) {
+        bench::report(quick, out)
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop> {

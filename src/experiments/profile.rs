@@ -1,0 +1,110 @@
+//! Named configurations of an experiment's preset: the quick profile (a small seeded launch that
+//! still exercises the claim, for tests and `verify --quick`), the device-check cases and the
+//! benchmark cases. An experiment declares them; the tools that use them know no preset by name.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use super::{MemorySink, RunContext, RunEnd};
+use crate::device::DeviceChoice;
+use crate::params::{Override, Params};
+use crate::presets::{self, Preset};
+
+/// Which arms and seeds of a built-in preset, with which parameter overrides.
+#[derive(Clone, Copy, Debug)]
+pub struct Profile {
+    pub preset: &'static str,
+    /// Empty: every arm.
+    pub arms: &'static [&'static str],
+    /// Empty: the preset's seeds.
+    pub seeds: &'static [u64],
+    pub overrides: &'static [(&'static str, &'static str)],
+}
+
+impl Profile {
+    pub fn overrides(&self) -> Vec<Override> {
+        self.overrides
+            .iter()
+            .map(|(k, v)| Override {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    }
+
+    /// The built-in preset it names.
+    pub fn preset(&self) -> Result<Preset, String> {
+        presets::builtin(self.preset).ok_or_else(|| format!("no built-in preset `{}`", self.preset))
+    }
+
+    /// The parameters of `arm` with the profile's overrides, then `extra`.
+    pub fn arm_params(&self, arm: &str, extra: &[Override]) -> Result<Params, String> {
+        let preset = self.preset()?;
+        let exp = super::find(&preset.experiment)
+            .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
+        let arm = preset
+            .arm(arm)
+            .ok_or_else(|| format!("preset `{}` has no arm `{arm}`", self.preset))?;
+        let mut p = arm.params.clone();
+        p.apply_overrides(&exp.params(), &self.overrides())?;
+        p.apply_overrides(&exp.params(), extra)?;
+        Ok(p)
+    }
+
+    /// Trains one arm in memory on `device`: how it ended and its wall seconds.
+    pub fn run_arm(
+        &self,
+        arm: &str,
+        seed: u64,
+        extra: &[Override],
+        device: DeviceChoice,
+    ) -> Result<(RunEnd, f64), String> {
+        let params = self.arm_params(arm, extra)?;
+        let exp = super::find(&self.preset()?.experiment).ok_or("unknown experiment")?;
+        let stop = AtomicBool::new(false);
+        let mut sink = MemorySink::default();
+        let mut ctx = RunContext::new(&params, seed, None, &mut sink, &stop).on_device(device);
+        let t = Instant::now();
+        let r = exp.run(&mut ctx);
+        let secs = t.elapsed().as_secs_f64();
+        r.map(|end| (end, secs))
+            .map_err(|e| super::RunStatus::from_result(&Err(e)).describe())
+    }
+}
+
+impl Profile {
+    /// Seconds per training step of `arm` on the CPU: the difference of runs of `steps` and
+    /// `2 * steps` steps (measured only at their ends), so set-up and measurements cancel.
+    pub fn seconds_per_step(
+        &self,
+        arm: &str,
+        steps: usize,
+        extra: &[Override],
+    ) -> Result<f64, String> {
+        let timed = |n: usize| {
+            let mut o = extra.to_vec();
+            for (k, v) in [("steps", n), ("log_every", n)] {
+                o.push(Override {
+                    key: k.into(),
+                    value: v.to_string(),
+                });
+            }
+            self.run_arm(arm, 0, &o, DeviceChoice::Cpu).map(|r| r.1)
+        };
+        let (a, b) = (timed(steps)?, timed(2 * steps)?);
+        if b > a {
+            Ok((b - a) / steps as f64)
+        } else {
+            Err("too fast to time".into())
+        }
+    }
+}
+
+/// One arm that `reglab device-check` trains on the CPU and on CUDA from the same seed.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceCase {
+    /// "preset" (the preset's size) or "large" (a size that fills a GPU).
+    pub size: &'static str,
+    pub arm: &'static str,
+    pub profile: Profile,
+}
