@@ -11,18 +11,14 @@ use toml::Spanned;
 use crate::experiments;
 use crate::params::{find_spec, ParamSpec, ParamValue, Params};
 
-/// The presets compiled into the binary, so `reglab` works from any folder.
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "presets/sgd-stability.toml",
-        include_str!("../presets/sgd-stability.toml"),
-    ),
-    ("presets/vsae.toml", include_str!("../presets/vsae.toml")),
-    (
-        "presets/local-reg-node.toml",
-        include_str!("../presets/local-reg-node.toml"),
-    ),
-];
+/// The preset files compiled into the binary (each experiment declares its own), so `reglab`
+/// works from any folder: (path, contents).
+pub fn builtin_files() -> Vec<(&'static str, &'static str)> {
+    experiments::all()
+        .iter()
+        .flat_map(|e| e.builtin_presets().iter().copied())
+        .collect()
+}
 
 /// The paper a preset reproduces.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -308,7 +304,7 @@ pub fn builtin(id: &str) -> Option<Preset> {
 /// built-in one replaces it; two user files with one id are an error.
 pub fn load_all(extra_dirs: &[PathBuf]) -> Result<Vec<Preset>, PresetError> {
     let mut presets: Vec<Preset> = Vec::new();
-    for (name, text) in BUILTIN {
+    for (name, text) in builtin_files() {
         presets.push(parse_preset(Path::new(name), text)?);
     }
     let builtin_count = presets.len();

@@ -36,6 +36,9 @@ pub trait Experiment: Send + Sync {
             _ => 0,
         }
     }
+    /// Its built-in preset files, (path, contents), usually one:
+    /// `&[("presets/<id>.toml", include_str!("../../../presets/<id>.toml"))]`.
+    fn builtin_presets(&self) -> &'static [(&'static str, &'static str)];
     /// A small seeded configuration that still exercises the claim's direction (tests and
     /// `verify --quick`).
     fn quick_profile(&self) -> profile::Profile;

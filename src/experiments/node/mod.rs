@@ -193,6 +193,13 @@ impl Experiment for LocalRegNode {
         ]
     }
 
+    fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "presets/local-reg-node.toml",
+            include_str!("../../../presets/local-reg-node.toml"),
+        )]
+    }
+
     fn quick_profile(&self) -> Profile {
         Profile {
             preset: "local-reg-node",

@@ -187,6 +187,13 @@ impl Experiment for VariationalSae {
         ]
     }
 
+    fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "presets/vsae.toml",
+            include_str!("../../../presets/vsae.toml"),
+        )]
+    }
+
     fn quick_profile(&self) -> Profile {
         Profile {
             preset: "vsae",

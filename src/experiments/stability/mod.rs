@@ -321,6 +321,13 @@ impl Experiment for SgdStability {
         ]
     }
 
+    fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "presets/sgd-stability.toml",
+            include_str!("../../../presets/sgd-stability.toml"),
+        )]
+    }
+
     fn quick_profile(&self) -> Profile {
         // One seed of every arm at the preset's size: about 20 runs of a few thousand steps.
         Profile {

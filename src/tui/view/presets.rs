@@ -51,7 +51,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         List::new(items)
             .block(Block::default().borders(Borders::ALL).title(format!(
                 " Presets ({} more papers on the roadmap are not built yet) ",
-                ROADMAP.saturating_sub(crate::presets::BUILTIN.len())
+                ROADMAP.saturating_sub(crate::presets::builtin_files().len())
             )))
             .highlight_style(Style::default().bg(Color::DarkGray))
             .highlight_symbol("> "),
