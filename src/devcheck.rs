@@ -104,7 +104,7 @@ fn topk_check(out: &mut String, device: DeviceChoice) {
         DeviceChoice::Cuda => {
             #[cfg(feature = "cuda")]
             {
-                device::cuda::build(0).map(|dev| topk_mismatches(&dev, 2048))
+                device::cuda::shared().map(|dev| topk_mismatches(&dev, 2048))
             }
             #[cfg(not(feature = "cuda"))]
             {

@@ -49,42 +49,52 @@ pub fn check_available(choice: DeviceChoice) -> Result<(), String> {
 
 #[cfg(feature = "cuda")]
 pub mod cuda {
+    use std::sync::OnceLock;
+
     use dfdx::prelude::Cuda;
 
-    /// Builds dfdx's Cuda device on GPU 0. cudarc 0.9 panics (instead of returning an error)
-    /// when the driver cannot initialize; that panic is caught and reported as an error.
-    pub fn build(seed: u64) -> Result<Cuda, String> {
-        // Ask the driver first, without cudarc's unwraps.
-        use cudarc::driver::result;
-        result::init().map_err(|e| format!("no CUDA device: cuInit returned {:?}", e.0))?;
-        let count = result::device::get_count()
-            .map_err(|e| format!("no CUDA device: cuDeviceGetCount returned {:?}", e.0))?;
-        if count < 1 {
-            return Err("no CUDA device: the driver sees no GPU".into());
+    /// This thread's CUDA device on GPU 0, built on first use and reused by every later run on
+    /// the thread. dfdx's `Cuda` is neither `Send` nor `Sync` (it owns CUDA streams), so one
+    /// handle per process cannot be shared across the engine's worker threads; every handle
+    /// retains the same primary context, and a pool of `--jobs` workers holds at most that many.
+    /// Experiments draw their random numbers on the host from their own seeds, so which handle
+    /// a run gets changes no result.
+    pub fn shared() -> Result<Cuda, String> {
+        thread_local! {
+            static DEVICE: std::cell::RefCell<Option<Cuda>> = const { std::cell::RefCell::new(None) };
         }
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let result = std::panic::catch_unwind(|| Cuda::try_build(0, seed));
-        std::panic::set_hook(previous);
-        match result {
-            Ok(Ok(dev)) => Ok(dev),
-            Ok(Err(e)) => Err(format!("no CUDA device: {e:?}")),
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the CUDA driver did not initialize".into());
-                Err(format!(
-                    "no CUDA device: {}",
-                    msg.lines().next().unwrap_or("")
-                ))
+        driver_ready()?;
+        DEVICE.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(Cuda::try_build(0, 0).map_err(|e| format!("no CUDA device: {e:?}"))?);
             }
-        }
+            Ok(d.as_ref().expect("built").clone())
+        })
+    }
+
+    /// Asks the driver once per process, without cudarc's unwraps (cudarc 0.9 panics when
+    /// `cuInit` fails): with a driver that answers and a GPU present, building a device does
+    /// not panic, so no panic hook is swapped (that would race with the workbench's
+    /// terminal-restoring hook).
+    fn driver_ready() -> Result<(), String> {
+        static READY: OnceLock<Result<(), String>> = OnceLock::new();
+        READY
+            .get_or_init(|| {
+                use cudarc::driver::result;
+                result::init().map_err(|e| format!("no CUDA device: cuInit returned {:?}", e.0))?;
+                let count = result::device::get_count()
+                    .map_err(|e| format!("no CUDA device: cuDeviceGetCount returned {:?}", e.0))?;
+                if count < 1 {
+                    return Err("no CUDA device: the driver sees no GPU".into());
+                }
+                Ok(())
+            })
+            .clone()
     }
 
     pub fn probe() -> Result<(), String> {
-        build(0).map(|_| ())
+        shared().map(|_| ())
     }
 }
 

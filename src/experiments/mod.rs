@@ -82,7 +82,7 @@ macro_rules! on_device {
             $crate::device::DeviceChoice::Cuda => {
                 #[cfg(feature = "cuda")]
                 {
-                    let $dev = $crate::device::cuda::build($ctx.seed)
+                    let $dev = $crate::device::cuda::shared()
                         .map_err($crate::experiments::RunStop::Failed)?;
                     $body
                 }
