@@ -11,8 +11,8 @@ use crate::device::{self, DeviceChoice};
 use crate::experiments;
 use crate::experiments::profile::DeviceCase;
 
-/// Metrics that measure time, not the model: left out of the CPU/CUDA comparison.
-const TIMING: &[&str] = &["us_per_prediction", "step_ms"];
+/// Values that measure the machine, not the model: left out of the CPU/CUDA comparison.
+const TIMING: &[&str] = &["us_per_prediction", "step_ms", "wall_s", "bytes_per_step"];
 
 fn run_case(
     case: &DeviceCase,
@@ -50,8 +50,8 @@ pub fn report(quick: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<15} {:<15} {:<7} {:>12} {:>12} {:>8}  max rel. diff (metric)",
-        "preset", "arm", "size", "cpu steps/s", "cuda steps/s", "speedup"
+        "{:<15} {:<15} {:<7} {:>12} {:>12} {:>8} {:>12}  max rel. diff (metric)",
+        "preset", "arm", "size", "cpu steps/s", "cuda steps/s", "speedup", "bytes/step"
     );
     let cases: Vec<DeviceCase> = experiments::all()
         .iter()
@@ -77,15 +77,24 @@ pub fn report(quick: bool) -> String {
             (Err(e), _) => ("-".into(), format!("cpu failed: {e}")),
             _ => ("-".into(), "-".into()),
         };
+        // Host <-> device bytes per training step (counted where the code copies).
+        let bytes = match &cpu {
+            Ok((v, _, _)) => v
+                .get("bytes_per_step")
+                .map(|b| format!("{b:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            Err(_) => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "{:<15} {:<15} {:<7} {:>12} {:>12} {:>8}  {}",
+            "{:<15} {:<15} {:<7} {:>12} {:>12} {:>8} {:>12}  {}",
             case.profile.preset,
             case.arm,
             case.size,
             rate(&cpu),
             gpu.as_ref().map(rate).unwrap_or_else(|| "-".into()),
             speed,
+            bytes,
             diff
         );
     }

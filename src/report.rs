@@ -100,6 +100,9 @@ pub fn verdict_text(v: &Verdict) -> String {
                 ""
             }
         ));
+        if !c.fails_when.is_empty() {
+            out.push_str(&format!("    fails when: {}\n", c.fails_when));
+        }
         for e in &c.evidence {
             out.push_str(&format!("    {e}\n"));
         }

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// How one check came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Holds,
     Fails,
+    #[default]
     /// Not enough finished runs to decide (for example, every relevant arm diverged).
     Inconclusive,
 }
@@ -25,12 +26,15 @@ impl Outcome {
 }
 
 /// One check of the claim, with the numbers that decided it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     /// Short id, e.g. "i".
     pub id: String,
     /// What is checked, in one sentence.
     pub statement: String,
+    /// What the runs would have to show for it to fail (every check of a claim must be able to).
+    #[serde(default)]
+    pub fails_when: String,
     pub outcome: Outcome,
     /// One line per number that entered the decision.
     pub evidence: Vec<String>,
@@ -68,6 +72,93 @@ impl Verdict {
     }
 }
 
+/// How a check's cases decide it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantifier {
+    /// Holds when every case held (fails on one that did not).
+    Every,
+    /// Holds when some case held (fails when none did).
+    Some,
+}
+
+/// A check built from its statement, the condition under which it fails, and the cases the
+/// runs supplied; without a case it is inconclusive.
+#[derive(Clone, Debug)]
+pub struct CheckBuilder {
+    check: Check,
+    quantifier: Quantifier,
+    cases: usize,
+    held: usize,
+}
+
+impl CheckBuilder {
+    pub fn new(
+        id: impl Into<String>,
+        quantifier: Quantifier,
+        statement: impl Into<String>,
+        fails_when: impl Into<String>,
+    ) -> CheckBuilder {
+        CheckBuilder {
+            check: Check {
+                id: id.into(),
+                statement: statement.into(),
+                fails_when: fails_when.into(),
+                ..Check::default()
+            },
+            quantifier,
+            cases: 0,
+            held: 0,
+        }
+    }
+
+    /// Reported alongside the claim, not counted towards it.
+    pub fn informational(mut self) -> CheckBuilder {
+        self.check.informational = true;
+        self
+    }
+
+    /// One case that held or not, with its evidence line.
+    pub fn case(&mut self, held: bool, line: impl Into<String>) {
+        self.cases += 1;
+        self.held += usize::from(held);
+        self.check.evidence.push(line.into());
+    }
+
+    /// An evidence line that decides nothing (a run left out, a summary).
+    pub fn note(&mut self, line: impl Into<String>) {
+        self.check.evidence.push(line.into());
+    }
+
+    pub fn number(&mut self, key: impl Into<String>, value: f64) {
+        self.check.numbers.insert(key.into(), value);
+    }
+
+    pub fn cases(&self) -> usize {
+        self.cases
+    }
+
+    pub fn finish(mut self) -> Check {
+        self.check.outcome = match (self.cases, self.quantifier) {
+            (0, _) => Outcome::Inconclusive,
+            (n, Quantifier::Every) if self.held == n => Outcome::Holds,
+            (_, Quantifier::Some) if self.held > 0 => Outcome::Holds,
+            _ => Outcome::Fails,
+        };
+        self.check
+    }
+}
+
+/// The mean and its standard error (sample standard deviation over sqrt(n); NaN for one value).
+pub fn mean_se(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,12 +166,37 @@ mod tests {
     fn check(id: &str, outcome: Outcome) -> Check {
         Check {
             id: id.into(),
-            statement: String::new(),
             outcome,
-            evidence: vec![],
-            numbers: BTreeMap::new(),
-            informational: false,
+            ..Check::default()
         }
+    }
+
+    #[test]
+    fn builder_decides_from_its_cases() {
+        let empty = CheckBuilder::new("a", Quantifier::Every, "s", "f").finish();
+        assert_eq!(empty.outcome, Outcome::Inconclusive);
+        let mut every = CheckBuilder::new("b", Quantifier::Every, "s", "f");
+        every.case(true, "x");
+        every.note("left out");
+        assert_eq!(every.clone().finish().outcome, Outcome::Holds);
+        every.case(false, "y");
+        let c = every.finish();
+        assert_eq!(c.outcome, Outcome::Fails);
+        assert_eq!(c.evidence.len(), 3);
+        let mut some = CheckBuilder::new("c", Quantifier::Some, "s", "f");
+        some.case(false, "x");
+        assert_eq!(some.clone().finish().outcome, Outcome::Fails);
+        some.case(true, "y");
+        assert_eq!(some.finish().outcome, Outcome::Holds);
+    }
+
+    #[test]
+    fn mean_and_standard_error() {
+        let (m, se) = mean_se(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        // s.d. sqrt(5/3), over sqrt(4).
+        assert!((se - (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-15);
+        assert!(mean_se(&[3.0]).1.is_nan());
     }
 
     #[test]

@@ -160,8 +160,7 @@ fn verdict_panel_shows_claim_and_each_check() {
         statement: format!("statement {id}"),
         outcome,
         evidence: vec![format!("numbers of {id}")],
-        numbers: BTreeMap::new(),
-        informational: false,
+        ..Check::default()
     };
     a.apply(EngineEvent::LaunchEnded {
         launch: 1,

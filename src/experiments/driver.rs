@@ -1,5 +1,5 @@
 //! The run loop every experiment shares: measurement cadence, stop requests, divergence
-//! detection, records, artifacts and wall time. An experiment supplies a [`Trainer`]: its
+//! detection, records, artifacts, wall time and the host <-> device bytes of a training step. An experiment supplies a [`Trainer`]: its
 //! training step, its evaluation and its artifacts.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{RunContext, RunEnd, RunStop};
+use crate::nn::transfer;
 
 /// When to measure.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +68,7 @@ pub fn drive(
     trainer: &mut dyn Trainer,
 ) -> Result<RunEnd, RunStop> {
     let started = Instant::now();
+    let mut step_bytes = 0u64;
     let mut last: BTreeMap<String, f64>;
     let mut step = 0u64;
     loop {
@@ -85,7 +87,9 @@ pub fn drive(
         if ctx.stop_requested() {
             return Err(RunStop::Stopped { step });
         }
+        let before = transfer::bytes();
         let loss = trainer.step(step)?;
+        step_bytes += transfer::bytes() - before;
         if !loss.is_finite() {
             return Err(RunStop::Diverged {
                 step,
@@ -104,6 +108,10 @@ pub fn drive(
     }
     trainer.finish(&mut last, step);
     last.insert("wall_s".into(), started.elapsed().as_secs_f64());
+    if step > 0 {
+        // Host <-> device bytes of a training step (measurements excluded).
+        last.insert("bytes_per_step".into(), step_bytes as f64 / step as f64);
+    }
     if let Some(dir) = ctx.dir.clone() {
         trainer
             .write_artifacts(&dir)

@@ -230,3 +230,19 @@ pub struct FinishedRun {
     pub status: RunStatus,
     pub final_values: BTreeMap<String, f64>,
 }
+
+impl FinishedRun {
+    /// A final value (NaN when the run did not report it).
+    pub fn value(&self, key: &str) -> f64 {
+        self.final_values.get(key).copied().unwrap_or(f64::NAN)
+    }
+
+    pub fn completed(&self) -> bool {
+        matches!(self.status, RunStatus::Completed { .. })
+    }
+
+    /// "arm (seed N)".
+    pub fn label(&self) -> String {
+        format!("{} (seed {})", self.arm, self.seed)
+    }
+}

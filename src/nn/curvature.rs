@@ -4,6 +4,8 @@
 
 use dfdx::prelude::*;
 
+use crate::nn::transfer::Upload;
+
 use super::store::{vec_ops, ParamStore, ParamVec};
 use crate::metrics::hessian::VectorSpace;
 
@@ -50,7 +52,7 @@ impl<E: Dtype, D: Device<E>> VectorSpace for DeviceSpace<E, D> {
                     .map(|v| E::from_f64(*v).expect("representable"))
                     .collect();
                 at += n;
-                self.dev.tensor_from_vec(part, (n,))
+                self.dev.upload(part, (n,))
             })
             .collect()
     }

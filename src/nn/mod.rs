@@ -6,6 +6,7 @@ pub mod curvature;
 pub mod models;
 pub mod optim;
 pub mod store;
+pub mod transfer;
 
 pub use optim::{Optimizer, Rule};
 pub use store::{ParamId, ParamStore, ParamVec, Taped};

@@ -10,6 +10,8 @@
 //! scalars (dot products) come back to the host.
 
 use dfdx::prelude::*;
+
+use crate::nn::transfer::{Download, Upload};
 use num_traits::ToPrimitive;
 
 /// A taped tensor (one backward pass).
@@ -74,7 +76,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
         self.params.push(Param {
             name: name.to_string(),
             shape: shape.to_vec(),
-            tensor: self.dev.tensor_from_vec(values, (numel,)),
+            tensor: self.dev.upload(values, (numel,)),
             trainable: true,
             mask: None,
             group: 0,
@@ -123,7 +125,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
     pub fn set_mask(&mut self, id: ParamId, mask: Vec<E>) {
         let n = self.params[id.0].numel();
         assert_eq!(mask.len(), n, "mask of `{}`", self.params[id.0].name);
-        self.params[id.0].mask = Some(self.dev.tensor_from_vec(mask, (n,)));
+        self.params[id.0].mask = Some(self.dev.upload(mask, (n,)));
     }
 
     /// Puts a parameter into an optimizer group (see `Optimizer::with_group_lr`).
@@ -172,7 +174,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
 
     /// Downloads a parameter (artifacts, host-side metrics).
     pub fn values(&self, id: ParamId) -> Vec<E> {
-        self.params[id.0].tensor.as_vec()
+        self.params[id.0].tensor.download()
     }
 
     /// Replaces a parameter's values in place (the tensor keeps its id).
@@ -184,7 +186,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
     pub fn upload(&mut self, id: ParamId, values: Vec<E>) {
         let n = self.params[id.0].numel();
         assert_eq!(values.len(), n, "values of `{}`", self.params[id.0].name);
-        let t = self.dev.tensor_from_vec(values, (n,));
+        let t = self.dev.upload(values, (n,));
         self.assign(id, &t);
     }
 
@@ -235,7 +237,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
         let mut at = 0;
         for p in self.trainable() {
             let n = p.numel();
-            out.push(self.dev.tensor_from_vec(flat[at..at + n].to_vec(), (n,)));
+            out.push(self.dev.upload(flat[at..at + n].to_vec(), (n,)));
             at += n;
         }
         out
@@ -243,7 +245,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
 
     /// Downloads a vector in the layout of the trainable parameters (tests, artifacts).
     pub fn download_vec(v: &ParamVec<E, D>) -> Vec<E> {
-        v.iter().flat_map(|t| t.as_vec()).collect()
+        v.iter().flat_map(|t| t.download()).collect()
     }
 
     /// Every parameter as (name, shape, values in f64), for artifacts.
@@ -251,7 +253,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
         self.params
             .iter()
             .map(|p| {
-                let values = p.tensor.as_vec();
+                let values = p.tensor.download();
                 (
                     p.name.clone(),
                     p.shape.clone(),
@@ -267,7 +269,7 @@ impl<E: Dtype + ToPrimitive, D: Device<E>> ParamStore<E, D> {
     /// True when every trainable parameter is finite.
     pub fn all_finite(&self) -> bool {
         self.trainable().all(|p| {
-            let s = p.tensor.clone().square().sum::<Rank0, _>().as_vec()[0];
+            let s = p.tensor.clone().square().sum::<Rank0, _>().download()[0];
             s.to_f64().is_some_and(f64::is_finite)
         })
     }
@@ -285,7 +287,7 @@ pub mod vec_ops {
         a.iter()
             .zip(b)
             .map(|(x, y)| {
-                (x.clone() * y.clone()).sum::<Rank0, _>().as_vec()[0]
+                (x.clone() * y.clone()).sum::<Rank0, _>().download()[0]
                     .to_f64()
                     .unwrap_or(f64::NAN)
             })

@@ -16,6 +16,8 @@ pub use net::{fork, step_taped, Dynamics, DynamicsIds, DynamicsTensors, TapedSca
 use std::time::Instant;
 
 use dfdx::prelude::*;
+
+use crate::nn::transfer::{Download, Upload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -568,14 +570,14 @@ impl Trainer {
                     })
                     .collect();
                 let labels: Vec<usize> = idx.iter().map(|&i| y_train[i]).collect();
-                let xt = dev.tensor_from_vec(x.clone(), (batch, DIGIT_FEATURES));
+                let xt = dev.upload(x.clone(), (batch, DIGIT_FEATURES));
                 let h0 = model.store.matrix(model.w_in);
                 let h0 = xt.retaped::<OwnedTape<f64, D>>().matmul(h0)
                     + model
                         .store
                         .vector(model.b_in)
                         .broadcast_like::<_, Axis<0>>(&(batch, d));
-                let h0_values = h0.as_vec();
+                let h0_values = h0.download();
                 let t_out = [self.t_end];
                 let sol = self.solve(net, &p, &dev, &h0_values, &t_out)?;
                 let chosen = self.pick_step(&sol, rng);
@@ -595,7 +597,7 @@ impl Trainer {
                 for (r, y) in labels.iter().enumerate() {
                     onehot[r * CLASSES + y] = 1.0;
                 }
-                let target = dev.tensor_from_vec(onehot, (batch, CLASSES));
+                let target = dev.upload(onehot, (batch, CLASSES));
                 let loss = cross_entropy_with_logits_loss(logits, target);
                 let (task_loss, reg_value, loss) = self.add_regularizer(loss, reg, &sol)?;
                 let mut g = loss.backward();
@@ -617,7 +619,7 @@ impl Trainer {
                 let sol = self.solve(net, &p, &dev, y0, &t_out)?;
                 let chosen = self.pick_step(&sol, rng);
                 let y0t = dev
-                    .tensor_from_vec(y0.clone(), (1usize, 2usize))
+                    .upload(y0.clone(), (1usize, 2usize))
                     .retaped::<OwnedTape<f64, D>>();
                 let plan = Plan {
                     sol: &sol,
@@ -628,7 +630,7 @@ impl Trainer {
                 let mut loss: Option<net::TapedScalar<D>> = None;
                 let n = outs.len() as f64;
                 for (o, target) in outs.into_iter().zip(&targets) {
-                    let tt = dev.tensor_from_vec((*target).clone(), (1usize, 2usize));
+                    let tt = dev.upload((*target).clone(), (1usize, 2usize));
                     let term = (o - tt).square().sum::<Rank0, _>() * (1.0 / n);
                     loss = Some(match loss {
                         None => term,
@@ -659,16 +661,16 @@ impl Trainer {
         reg: Option<net::TapedScalar<D>>,
         sol: &ode::Solution,
     ) -> Result<(f64, f64, net::TapedScalar<D>), String> {
-        let task_loss = loss.as_vec()[0];
+        let task_loss = loss.download()[0];
         let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
         let mut loss = loss;
         if let Some(r) = reg {
             if self.reg == Regularizer::Local {
-                reg_value = r.as_vec()[0];
+                reg_value = r.download()[0];
             }
             loss = loss + r * self.reg_weight;
         }
-        if !loss.as_vec()[0].is_finite() {
+        if !loss.download()[0].is_finite() {
             return Err("non-finite loss".into());
         }
         Ok((task_loss, reg_value, loss))

@@ -6,6 +6,8 @@
 
 use dfdx::prelude::*;
 
+use crate::nn::transfer::{Download, Upload};
+
 use crate::nn::{ParamId, ParamStore};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -107,11 +109,11 @@ impl Dynamics {
     pub fn tensors<D: Device<f64>>(&self, dev: &D) -> DynamicsTensors<D> {
         let (d, h) = (self.d, self.hidden);
         DynamicsTensors {
-            w1: dev.tensor_from_vec(self.w1.clone(), (d, h)),
-            wt: dev.tensor_from_vec(self.wt.clone(), (h,)),
-            b1: dev.tensor_from_vec(self.b1.clone(), (h,)),
-            w2: dev.tensor_from_vec(self.w2.clone(), (h, d)),
-            b2: dev.tensor_from_vec(self.b2.clone(), (d,)),
+            w1: dev.upload(self.w1.clone(), (d, h)),
+            wt: dev.upload(self.wt.clone(), (h,)),
+            b1: dev.upload(self.b1.clone(), (h,)),
+            w2: dev.upload(self.w2.clone(), (h, d)),
+            b2: dev.upload(self.b2.clone(), (d,)),
         }
     }
 
@@ -125,11 +127,11 @@ impl Dynamics {
     ) -> Vec<f64> {
         let b = y.len() / self.d;
         let (d, h) = (self.d, self.hidden);
-        let yt = dev.tensor_from_vec(y.to_vec(), (b, d));
+        let yt = dev.upload(y.to_vec(), (b, d));
         let pre = yt.matmul(p.w1.clone())
             + (p.b1.clone() + p.wt.clone() * t).broadcast_like::<_, Axis<0>>(&(b, h));
         (pre.tanh().matmul(p.w2.clone()) + p.b2.clone().broadcast_like::<_, Axis<0>>(&(b, d)))
-            .as_vec()
+            .download()
     }
 
     /// `f(t, y)` on the tape.
@@ -166,11 +168,11 @@ impl Dynamics {
     /// Gradients of the dynamics' parameters, in the order of [`Dynamics::params_mut`].
     pub fn grads<D: Device<f64>>(p: &DynamicsTensors<D>, g: &Gradients<f64, D>) -> Vec<Vec<f64>> {
         vec![
-            g.get(&p.w1).as_vec(),
-            g.get(&p.wt).as_vec(),
-            g.get(&p.b1).as_vec(),
-            g.get(&p.w2).as_vec(),
-            g.get(&p.b2).as_vec(),
+            g.get(&p.w1).download(),
+            g.get(&p.wt).download(),
+            g.get(&p.b1).download(),
+            g.get(&p.w2).download(),
+            g.get(&p.b2).download(),
         ]
     }
 }
@@ -236,7 +238,7 @@ pub fn step_taped<D: Device<f64>>(
         }
     }
     let inv: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
-    let inv = y5.device().tensor_from_vec(inv, (b, d));
+    let inv = y5.device().upload(inv, (b, d));
     let norm = (err.expect("error terms") * inv)
         .square()
         .mean::<Rank0, _>()

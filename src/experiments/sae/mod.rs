@@ -9,6 +9,8 @@ pub mod model;
 mod verdict;
 
 use dfdx::prelude::*;
+
+use crate::nn::transfer::{Download, Upload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -96,8 +98,8 @@ impl<D: Device<f32>> EvalSet<D> {
             .flat_map(|_| mean.iter().map(|v| *v as f32))
             .collect();
         EvalSet {
-            x: dev.tensor_from_vec(acts.eval.clone(), (n, d)),
-            mean: dev.tensor_from_vec(mean, (n, d)),
+            x: dev.upload(acts.eval.clone(), (n, d)),
+            mean: dev.upload(mean, (n, d)),
         }
     }
 }
@@ -106,17 +108,17 @@ fn evaluate<D: Device<f32>>(sae: &Sae<D>, set: &EvalSet<D>, acts: &Activations) 
     let (n, d) = (acts.n_eval, acts.d);
     let z = sae.encode_on(&set.x);
     let xhat = sae.decode_on(&z);
-    let err = (set.x.clone() - xhat).square().sum::<Rank0, _>().as_vec()[0] as f64;
+    let err = (set.x.clone() - xhat).square().sum::<Rank0, _>().download()[0] as f64;
     let var = (set.x.clone() - set.mean.clone())
         .square()
         .sum::<Rank0, _>()
-        .as_vec()[0] as f64;
+        .download()[0] as f64;
     // A latent is dead on the held-out set when it never fires there.
     let fired = z.gt(0.0).choose(
         set.x.device().ones_like(&(n, sae.m)),
         set.x.device().zeros_like(&(n, sae.m)),
     );
-    let per_latent = fired.max::<(usize,), Axis<0>>().as_vec();
+    let per_latent = fired.max::<(usize,), Axis<0>>().download();
     let dead = per_latent.iter().filter(|v| **v == 0.0).count() as f64 / sae.m as f64;
     Eval {
         mse: err / (n * d) as f64,

@@ -14,6 +14,8 @@
 //! the device, and a few per-latent numbers come back for the dead-latent tracker.
 
 use dfdx::prelude::*;
+
+use crate::nn::transfer::{Download, Upload};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -144,7 +146,7 @@ impl<D: Device<f32>> Sae<D> {
     }
 
     fn upload(&self, x: &[f32], b: usize) -> Matrix<D> {
-        self.store.device().tensor_from_vec(x.to_vec(), (b, self.d))
+        self.store.device().upload(x.to_vec(), (b, self.d))
     }
 
     /// `(x - b_dec, traced)` twice, and `x - b_dec` fed to the encoder.
@@ -181,7 +183,7 @@ impl<D: Device<f32>> Sae<D> {
             Variant::Vsae { .. } => {
                 let (mu, mu_kl) = dup(pre);
                 let eps: Vec<f32> = (0..b * m).map(|_| StandardNormal.sample(rng)).collect();
-                let eps = dev.tensor_from_vec(eps, (b, m));
+                let eps = dev.upload(eps, (b, m));
                 if let Some((w_lv, b_lv)) = self.ids.lv {
                     let lv = xc_lv.matmul(self.store.matrix(w_lv))
                         + self
@@ -219,12 +221,12 @@ impl<D: Device<f32>> Sae<D> {
         let xhat = xhat_values.clone().put_tape(xhat_tape);
         let recon = (xhat - xt.clone()).square().sum::<Rank0, _>() * (1.0 / b as f32);
         let (recon_values, recon_tape) = recon.split_tape();
-        let recon_value = recon_values.as_vec()[0];
+        let recon_value = recon_values.download()[0];
         let mut loss = recon_values.put_tape(recon_tape);
         let mut kl_value = 0.0;
         if let Some(kl) = kl {
             let (kl_values, kl_tape) = kl.split_tape();
-            kl_value = kl_values.as_vec()[0];
+            kl_value = kl_values.download()[0];
             if let Variant::Vsae { kl_weight, .. } = self.variant {
                 loss = loss + kl_values.put_tape(kl_tape) * kl_weight;
             }
@@ -236,11 +238,11 @@ impl<D: Device<f32>> Sae<D> {
             let e = xt.clone() - xhat_values;
             if let Some(aux) = self.aux_graph(&xt, &e, dead, k_aux) {
                 let (aux_values, aux_tape) = aux.split_tape();
-                aux_value = aux_values.as_vec()[0];
+                aux_value = aux_values.download()[0];
                 loss = loss + aux_values.put_tape(aux_tape) * weight;
             }
         }
-        let loss_value = loss.as_vec()[0];
+        let loss_value = loss.download()[0];
         StepOut {
             loss: loss_value,
             recon: recon_value,
@@ -269,7 +271,7 @@ impl<D: Device<f32>> Sae<D> {
         let dev = self.store.device();
         let dead_f: Vec<f32> = dead.iter().map(|x| if *x { 1.0 } else { 0.0 }).collect();
         let dead_t = dev
-            .tensor_from_vec(dead_f, (m,))
+            .upload(dead_f, (m,))
             .broadcast_like::<_, Axis<0>>(&(b, m));
         let is_dead = dead_t.gt(0.5);
         let (pre, xc_lv) = self.encoder_pre(xt);
@@ -295,7 +297,7 @@ impl<D: Device<f32>> Sae<D> {
         let xt = self.upload(x, b);
         let e = self.upload(e, b);
         let aux = self.aux_graph(&xt, &e, dead, k_aux)?;
-        Some((aux.as_vec()[0], aux.backward()))
+        Some((aux.download()[0], aux.backward()))
     }
 
     /// `(x - b_dec) W_enc + b_enc` for `x` (`b x d`) on the device, without a tape.
@@ -335,14 +337,14 @@ impl<D: Device<f32>> Sae<D> {
 
     /// Host versions (tests): pre-activations, encodings and reconstructions, downloaded.
     pub fn pre_activations(&self, x: &[f32], b: usize) -> Vec<f32> {
-        self.pre_on(&self.upload(x, b)).as_vec()
+        self.pre_on(&self.upload(x, b)).download()
     }
     pub fn encode(&self, x: &[f32], b: usize) -> Vec<f32> {
-        self.encode_on(&self.upload(x, b)).as_vec()
+        self.encode_on(&self.upload(x, b)).download()
     }
     pub fn decode(&self, z: &[f32], b: usize) -> Vec<f32> {
-        let zt = self.store.device().tensor_from_vec(z.to_vec(), (b, self.m));
-        self.decode_on(&zt).as_vec()
+        let zt = self.store.device().upload(z.to_vec(), (b, self.m));
+        self.decode_on(&zt).download()
     }
 
     /// Rescales every decoder row to unit norm, on the device.
@@ -371,20 +373,19 @@ impl<D: Device<f32>> Sae<D> {
 fn firing<D: Device<f32>>(z: &Matrix<D>) -> (f64, Vec<f32>) {
     let (b, m) = *z.shape();
     let dev = z.device();
-    let rows: Vec<f32> = (0..b)
-        .flat_map(|r| std::iter::repeat_n(r as f32 + 1.0, m))
-        .collect();
-    let rows = dev.tensor_from_vec(rows, (b, m));
+    // 1-based row numbers, uploaded as one column and broadcast on the device.
+    let rows: Vec<f32> = (0..b).map(|r| r as f32 + 1.0).collect();
+    let rows = dev.upload(rows, (b,)).broadcast_like::<_, Axis<1>>(&(b, m));
     let fired = z.ne(&dev.zeros_like(&(b, m)));
     let count = fired
         .clone()
         .choose(dev.ones_like(&(b, m)), dev.zeros_like(&(b, m)))
         .sum::<Rank0, _>()
-        .as_vec()[0];
+        .download()[0];
     let last = fired
         .choose(rows, dev.zeros_like(&(b, m)))
         .max::<(usize,), Axis<0>>()
-        .as_vec();
+        .download();
     (count as f64 / b as f64, last)
 }
 

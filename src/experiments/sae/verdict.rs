@@ -4,75 +4,55 @@
 //! training, the vSAE's sampling noise can make every latent fire). AuxK's dead fraction is
 //! reported against TopK (informational: it is OpenAI's claim, not this paper's).
 
-use std::collections::BTreeMap;
+use crate::experiments::FinishedRun;
+use crate::verdict::{CheckBuilder, Quantifier, Verdict};
 
-use crate::experiments::{FinishedRun, RunStatus};
-use crate::verdict::{Check, Outcome, Verdict};
-
-fn v(r: &FinishedRun, key: &str) -> f64 {
-    r.final_values.get(key).copied().unwrap_or(f64::NAN)
-}
-
-fn completed(r: &FinishedRun) -> bool {
-    matches!(r.status, RunStatus::Completed { .. })
-}
-
-fn label(r: &FinishedRun) -> String {
-    format!("{} (seed {})", r.arm, r.seed)
-}
-
-/// Compares every run of `variant` with the TopK run of the same data and seed on `key`;
-/// `holds_if_larger` says which direction the claim predicts.
+/// Adds one case per run of `variant`: compared with the TopK run of the same data and seed on
+/// `key`, in the direction `holds_if_larger`.
 fn compare(
+    c: &mut CheckBuilder,
     runs: &[FinishedRun],
     variant: &str,
     key: &str,
     holds_if_larger: bool,
-    evidence: &mut Vec<String>,
-    numbers: &mut BTreeMap<String, f64>,
-) -> Outcome {
-    let (mut any, mut all) = (false, true);
+) {
     for r in runs.iter().filter(|r| r.params.text("variant") == variant) {
         let base = runs.iter().find(|b| {
             b.params.text("variant") == "topk"
                 && b.seed == r.seed
                 && b.params.text("data") == r.params.text("data")
-                && completed(b)
+                && b.completed()
         });
         let Some(base) = base else {
-            evidence.push(format!(
+            c.note(format!(
                 "{}: no completed TopK run with its data and seed",
-                label(r)
+                r.label()
             ));
             continue;
         };
-        if !completed(r) {
-            evidence.push(format!("{}: {}, left out", label(r), r.status.describe()));
+        if !r.completed() {
+            c.note(format!("{}: {}, left out", r.label(), r.status.describe()));
             continue;
         }
-        any = true;
-        let (a, b) = (v(r, key), v(base, key));
+        let (a, b) = (r.value(key), base.value(key));
         let ok = if holds_if_larger { a > b } else { a <= b };
-        all &= ok;
-        evidence.push(format!(
-            "{}: {key} {a:.4} {} TopK's {b:.4} ({})",
-            label(r),
-            if a > b {
-                ">"
-            } else if a < b {
-                "<"
-            } else {
-                "="
-            },
-            base.arm
-        ));
-        numbers.insert(format!("{}.s{}.{key}", r.arm, r.seed), a);
-        numbers.insert(format!("{}.s{}.{key}", base.arm, base.seed), b);
-    }
-    match (any, all) {
-        (false, _) => Outcome::Inconclusive,
-        (true, true) => Outcome::Holds,
-        (true, false) => Outcome::Fails,
+        let sign = if a > b {
+            ">"
+        } else if a < b {
+            "<"
+        } else {
+            "="
+        };
+        c.case(
+            ok,
+            format!(
+                "{}: {key} {a:.4} {sign} TopK's {b:.4} ({})",
+                r.label(),
+                base.arm
+            ),
+        );
+        c.number(format!("{}.s{}.{key}", r.arm, r.seed), a);
+        c.number(format!("{}.s{}.{key}", base.arm, base.seed), b);
     }
 }
 
@@ -121,21 +101,26 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             if !subset.iter().any(|r| r.params.text("variant") == variant) {
                 continue;
             }
-            let mut evidence = Vec::new();
-            let mut numbers = BTreeMap::new();
-            let outcome = compare(&subset, variant, key, larger, &mut evidence, &mut numbers);
-            checks.push(Check {
-                id: if sources.len() > 1 {
-                    format!("{id}, {source}")
-                } else {
-                    id.to_string()
-                },
-                statement: format!("{statement}; {source} data"),
-                outcome,
-                evidence,
-                numbers,
-                informational,
-            });
+            let id = if sources.len() > 1 {
+                format!("{id}, {source}")
+            } else {
+                id.to_string()
+            };
+            let fails_when = format!(
+                "a completed {variant} run's {key} is {} the TopK run's of its seed",
+                if larger { "at most" } else { "above" }
+            );
+            let mut c = CheckBuilder::new(
+                id,
+                Quantifier::Every,
+                format!("{statement}; {source} data"),
+                fails_when,
+            );
+            if informational {
+                c = c.informational();
+            }
+            compare(&mut c, &subset, variant, key, larger);
+            checks.push(c.finish());
         }
     }
     Verdict {

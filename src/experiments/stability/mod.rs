@@ -13,6 +13,7 @@ pub mod models;
 mod verdict;
 
 use dfdx::prelude::*;
+
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

@@ -9,6 +9,8 @@
 
 use dfdx::prelude::*;
 
+use crate::nn::transfer::{Download, Upload};
+
 use crate::nn::{ParamId, ParamStore, ParamVec, Taped};
 
 use super::data::Dataset;
@@ -49,8 +51,8 @@ impl<D: Device<f64>> Batch<D> {
         }
         let y: Vec<f64> = idx.iter().map(|&i| data.y[i]).collect();
         Batch {
-            xt: dev.tensor_from_vec(xt, (data.dim, b)),
-            y: dev.tensor_from_vec(y, (b,)),
+            xt: dev.upload(xt, (data.dim, b)),
+            y: dev.upload(y, (b,)),
             len: b,
         }
     }
@@ -115,7 +117,7 @@ impl Model {
     ) -> (f64, Gradients<f64, D>) {
         let out = self.outputs(store, batch);
         let loss = (out - batch.y.clone()).square().mean::<Rank0, _>() * 0.5;
-        let value = loss.as_vec()[0];
+        let value = loss.download()[0];
         (value, loss.backward())
     }
 
@@ -157,13 +159,17 @@ impl Model {
         store: &ParamStore<f64, D>,
         batch: &Batch<D>,
     ) -> Vec<f64> {
-        self.output_values(store, batch).as_vec()
+        self.output_values(store, batch).download()
     }
 
     /// `1/(2n) sum (f - y)^2` without gradients; one scalar comes back.
     pub fn loss<D: Device<f64>>(&self, store: &ParamStore<f64, D>, batch: &Batch<D>) -> f64 {
         let pred = self.output_values(store, batch);
-        (pred - batch.y.clone()).square().sum::<Rank0, _>().as_vec()[0] / (2.0 * batch.len as f64)
+        (pred - batch.y.clone())
+            .square()
+            .sum::<Rank0, _>()
+            .download()[0]
+            / (2.0 * batch.len as f64)
     }
 
     /// The Gauss-Newton trace `(1/n) sum_i |grad_theta f(x_i)|^2` on `batch`, in closed form on
@@ -193,12 +199,12 @@ impl Model {
                 let zeros = store.device().zeros_like(&(width, n));
                 let first = hidden.square().sum::<Rank0, _>();
                 let second = active.choose(a_sq * x_norms, zeros).sum::<Rank0, _>();
-                (first + second).as_vec()[0]
+                (first + second).download()[0]
             }
             Model::Diagonal { .. } => {
                 let s = store.flat(ParamId(0)).clone().square()
                     + store.flat(ParamId(1)).clone().square();
-                (s.matmul(xsq).sum::<Rank0, _>() * 4.0).as_vec()[0]
+                (s.matmul(xsq).sum::<Rank0, _>() * 4.0).download()[0]
             }
         };
         total / n as f64
@@ -216,12 +222,12 @@ impl Model {
                     .sqrt();
                 (row_norms * store.flat(ParamId(1)).clone().abs())
                     .sum::<Rank0, _>()
-                    .as_vec()[0]
+                    .download()[0]
             }
             Model::Diagonal { .. } => {
                 let beta = store.flat(ParamId(0)).clone().square()
                     - store.flat(ParamId(1)).clone().square();
-                beta.abs().sum::<Rank0, _>().as_vec()[0]
+                beta.abs().sum::<Rank0, _>().download()[0]
             }
         }
     }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::experiments::{FinishedRun, RunStatus};
-use crate::verdict::{Check, Outcome, Verdict};
+use crate::verdict::{mean_se, Check, CheckBuilder, Outcome, Quantifier, Verdict};
 
 /// Error bars are this many standard errors.
 const SE_MULT: f64 = 2.0;
@@ -28,10 +28,10 @@ struct Arm<'a> {
 
 impl Arm<'_> {
     fn v(&self, key: &str) -> f64 {
-        self.run.final_values.get(key).copied().unwrap_or(f64::NAN)
+        self.run.value(key)
     }
     fn label(&self) -> String {
-        format!("{} (seed {})", self.run.arm, self.run.seed)
+        self.run.label()
     }
 }
 
@@ -67,31 +67,23 @@ fn not_converged_line(a: &Arm) -> String {
     }
 }
 
-fn decide(any: bool, all_ok: bool) -> Outcome {
-    match (any, all_ok) {
-        (false, _) => Outcome::Inconclusive,
-        (true, true) => Outcome::Holds,
-        (true, false) => Outcome::Fails,
-    }
-}
-
 fn check_sgd_trace(arms: &[Arm]) -> Check {
-    let mut evidence = Vec::new();
-    let mut numbers = BTreeMap::new();
-    let (mut any, mut all_ok) = (false, true);
+    let mut c = CheckBuilder::new(
+        "i",
+        Quantifier::Every,
+        "every converged SGD run with batch 1 (the theorem's setting) has tr(H) <= 2/eta within \
+         its error bar (2 s.e.)",
+        "a converged batch-1 SGD run ends with tr(H) - 2 s.e. above 2/eta",
+    );
     for a in arms.iter().filter(|a| a.sgd) {
         if !a.converged {
-            evidence.push(not_converged_line(a));
+            c.note(not_converged_line(a));
             continue;
         }
         let (tr, se, bound) = (a.v("hessian_trace"), a.v("hessian_trace_se"), 2.0 / a.eta);
         let ok = tr - SE_MULT * se <= bound;
         let counted = a.batch == 1;
-        if counted {
-            any = true;
-            all_ok &= ok;
-        }
-        evidence.push(format!(
+        let line = format!(
             "{}: trace {tr:.3} +- {:.3} (Gauss-Newton {:.3}) {} 2/eta = {bound:.3}{}",
             a.label(),
             SE_MULT * se,
@@ -106,33 +98,31 @@ fn check_sgd_trace(arms: &[Arm]) -> Check {
                     a.batch
                 )
             }
-        ));
-        numbers.insert(format!("{}.trace", a.run.arm), tr);
-        numbers.insert(format!("{}.trace_se", a.run.arm), se);
-        numbers.insert(format!("{}.two_over_eta", a.run.arm), bound);
+        );
+        if counted {
+            c.case(ok, line);
+        } else {
+            c.note(line);
+        }
+        c.number(format!("{}.trace", a.run.arm), tr);
+        c.number(format!("{}.trace_se", a.run.arm), se);
+        c.number(format!("{}.two_over_eta", a.run.arm), bound);
     }
-    Check {
-        id: "i".into(),
-        statement: "every converged SGD run with batch 1 (the theorem's setting) has \
-                    tr(H) <= 2/eta within its error bar (2 s.e.)"
-            .into(),
-        outcome: decide(any, all_ok),
-        evidence,
-        numbers,
-        informational: false,
-    }
+    c.finish()
 }
 
 fn check_gd_lambda(arms: &[Arm]) -> Check {
-    let mut evidence = Vec::new();
-    let mut numbers = BTreeMap::new();
-    let (mut any, mut all_ok) = (false, true);
+    let mut c = CheckBuilder::new(
+        "ii",
+        Quantifier::Every,
+        "every converged GD run has lambda_max <= 2/eta (trace reported against 2/eta)",
+        "a converged GD run ends with lambda_max minus its Lanczos residual above 2/eta",
+    );
     for a in arms.iter().filter(|a| !a.sgd) {
         if !a.converged {
-            evidence.push(not_converged_line(a));
+            c.note(not_converged_line(a));
             continue;
         }
-        any = true;
         let (lam, res, tr, bound) = (
             a.v("lambda_max"),
             a.v("lambda_residual"),
@@ -141,27 +131,21 @@ fn check_gd_lambda(arms: &[Arm]) -> Check {
         );
         // Within the estimator's own error bound (the Lanczos residual), not a fixed margin.
         let ok = lam - res.max(0.0) <= bound;
-        all_ok &= ok;
-        evidence.push(format!(
-            "{}: lambda_max {lam:.3} (residual {res:.1e}) {} 2/eta = {bound:.3}; trace {tr:.3} \
-             is {:.2}x 2/eta",
-            a.label(),
-            if ok { "<=" } else { ">" },
-            tr / bound
-        ));
-        numbers.insert(format!("{}.lambda_max", a.run.arm), lam);
-        numbers.insert(format!("{}.trace", a.run.arm), tr);
-        numbers.insert(format!("{}.two_over_eta", a.run.arm), bound);
+        c.case(
+            ok,
+            format!(
+                "{}: lambda_max {lam:.3} (residual {res:.1e}) {} 2/eta = {bound:.3}; trace \
+                 {tr:.3} is {:.2}x 2/eta",
+                a.label(),
+                if ok { "<=" } else { ">" },
+                tr / bound
+            ),
+        );
+        c.number(format!("{}.lambda_max", a.run.arm), lam);
+        c.number(format!("{}.trace", a.run.arm), tr);
+        c.number(format!("{}.two_over_eta", a.run.arm), bound);
     }
-    Check {
-        id: "ii".into(),
-        statement: "every converged GD run has lambda_max <= 2/eta (trace reported against 2/eta)"
-            .into(),
-        outcome: decide(any, all_ok),
-        evidence,
-        numbers,
-        informational: false,
-    }
+    c.finish()
 }
 
 fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
@@ -202,6 +186,9 @@ fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
         } else {
             Outcome::Inconclusive
         },
+        fails_when: "never: without a GD run above 2/eta it is inconclusive, so it is \
+                     reported, not counted"
+            .into(),
         evidence,
         numbers,
         // Reported, not counted: it states what GD does, and no configuration with the
@@ -210,14 +197,16 @@ fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
     }
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
-}
-
 fn check_eta_ordering(arms: &[Arm]) -> Check {
-    let mut evidence = Vec::new();
-    let mut numbers = BTreeMap::new();
-    let (mut any, mut all_ok) = (false, true);
+    let mut c = CheckBuilder::new(
+        "iii",
+        Quantifier::Every,
+        "SGD with the largest eta ends with a smaller trace, smaller parameter norm and lower test \
+         loss than with the smallest eta (means over seeds, per model and batch size, over the \
+         learning rates at which every seed converged)",
+        "for some model and batch size, the largest eta's mean trace, norm or test loss is not \
+         below the smallest eta's",
+    );
     // (model, batch) -> eta (as bits, sortable) -> runs of every seed.
     let mut groups: BTreeMap<(String, usize), BTreeMap<u64, Vec<&Arm>>> = BTreeMap::new();
     for a in arms.iter().filter(|a| a.sgd) {
@@ -237,13 +226,13 @@ fn check_eta_ordering(arms: &[Arm]) -> Check {
             .collect();
         etas.sort_by(|x, y| x.0.total_cmp(&y.0));
         if etas.len() < 2 {
-            evidence.push(format!(
+            c.note(format!(
                 "{model}, batch {batch}: fewer than two learning rates at which every seed \
                  converged"
             ));
             continue;
         }
-        any = true;
+        let mut group_ok = true;
         let seeds = etas[0].1.len();
         let (lo, hi) = (&etas[0].1, &etas[etas.len() - 1].1);
         let mut parts = Vec::new();
@@ -254,11 +243,11 @@ fn check_eta_ordering(arms: &[Arm]) -> Check {
         ] {
             let means: Vec<f64> = etas
                 .iter()
-                .map(|(_, runs)| mean(&runs.iter().map(|a| a.v(key)).collect::<Vec<_>>()))
+                .map(|(_, runs)| mean_se(&runs.iter().map(|a| a.v(key)).collect::<Vec<_>>()).0)
                 .collect();
             let (a, b) = (means[0], means[means.len() - 1]);
             let ok = b < a;
-            all_ok &= ok;
+            group_ok &= ok;
             // Seeds in which the largest eta beats the smallest on its own.
             let agree = lo
                 .iter()
@@ -275,27 +264,20 @@ fn check_eta_ordering(arms: &[Arm]) -> Check {
                 series.join(" -> "),
                 lo.len()
             ));
-            numbers.insert(format!("{model}.b{batch}.{key}.small_eta"), a);
-            numbers.insert(format!("{model}.b{batch}.{key}.large_eta"), b);
+            c.number(format!("{model}.b{batch}.{key}.small_eta"), a);
+            c.number(format!("{model}.b{batch}.{key}.large_eta"), b);
         }
         let eta_list: Vec<String> = etas.iter().map(|(e, _)| format!("{e}")).collect();
-        evidence.push(format!(
-            "{model}, batch {batch}, eta [{}], mean of {seeds} seed(s): {}",
-            eta_list.join(", "),
-            parts.join("; ")
-        ));
+        c.case(
+            group_ok,
+            format!(
+                "{model}, batch {batch}, eta [{}], mean of {seeds} seed(s): {}",
+                eta_list.join(", "),
+                parts.join("; ")
+            ),
+        );
     }
-    Check {
-        id: "iii".into(),
-        statement: "SGD with the largest eta ends with a smaller trace, smaller parameter norm \
-                    and lower test loss than with the smallest eta (means over seeds, per model \
-                    and batch size, over the learning rates at which every seed converged)"
-            .into(),
-        outcome: decide(any, all_ok),
-        evidence,
-        numbers,
-        informational: false,
-    }
+    c.finish()
 }
 
 pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {

@@ -75,6 +75,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     Span::styled(c.outcome.word().to_uppercase(), outcome_style(c.outcome)),
                     Span::styled("  the numbers:", Style::default().fg(Color::DarkGray)),
                 ]));
+                if !c.fails_when.is_empty() {
+                    lines.push(Line::from(Span::styled(
+                        format!("    fails when: {}", c.fails_when),
+                        Style::default().fg(Color::DarkGray),
+                    )));
+                }
                 for e in &c.evidence {
                     lines.push(Line::from(Span::styled(
                         format!("    {e}"),
