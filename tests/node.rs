@@ -21,7 +21,7 @@ const TOL: Tolerances = Tolerances {
 fn host_replay(net: &Dynamics, y0: &[f64], steps: &[Step], scales: &[Vec<f64>]) -> (Vec<f64>, f64) {
     let dev = Cpu::default();
     let p = net.tensors(&dev);
-    let mut f = |t: f64, y: &[f64]| net.eval(&p, &dev, t, y);
+    let mut f = |t: f64, y: &Vec<f64>| net.eval(&p, &dev, t, y);
     let mut y = y0.to_vec();
     let mut reg = 0.0;
     for (st, scale) in steps.iter().zip(scales) {
@@ -48,7 +48,7 @@ fn gradients_through_the_solver_match_finite_differences() {
     let y0 = vec![0.5, -0.3, 1.0, 0.2, -0.7, 0.9]; // a batch of three states
     let dev = Cpu::default();
     let p = net.tensors(&dev);
-    let mut f = |t: f64, y: &[f64]| net.eval(&p, &dev, t, y);
+    let mut f = |t: f64, y: &Vec<f64>| net.eval(&p, &dev, t, y);
     let sol = ode::solve(&mut f, 0.0, &y0, &[1.5], TOL, 10_000).unwrap();
     assert!(sol.steps.len() >= 2, "{:?}", sol.stats);
     // Tolerance scales of every step, from the unperturbed trajectory, held constant.
@@ -73,7 +73,8 @@ fn gradients_through_the_solver_match_finite_differences() {
             .retaped::<OwnedTape<f64, Cpu>>();
         let mut reg: Option<Tensor<(), f64, Cpu, OwnedTape<f64, Cpu>>> = None;
         for (st, scale) in sol.steps.iter().zip(&scales) {
-            let (next, e) = step_taped(net, &p, y, *st, Some(scale));
+            let scale = dev.tensor_from_vec(scale.clone(), (3usize, 2usize));
+            let (next, e) = step_taped(net, &p, y, *st, Some(&scale));
             let term = e.unwrap() * st.h.abs();
             reg = Some(match reg {
                 None => term,

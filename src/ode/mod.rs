@@ -1,6 +1,8 @@
 //! Adaptive explicit Runge-Kutta: Dormand-Prince 5(4) with an embedded error estimate, absolute
 //! and relative tolerances, step-size control and statistics (function evaluations, accepted and
-//! rejected steps). States are flat `f64` vectors, so a batch is one state.
+//! rejected steps). The state is any [`State`]: a host `Vec<f64>` (a batch is one flat state),
+//! or an `f64` device tensor, with which the whole solve stays on the device and only the error
+//! norm of each attempted step (and a finiteness flag) comes back.
 //!
 //! Every requested output time caps the step size (there is no dense output), so a solve with
 //! many output times spends more evaluations than one asked only for its end point.
@@ -64,6 +66,72 @@ pub mod dp5 {
     }
 }
 
+/// What the solver needs of a state: linear combinations, the scaled RMS norm of the step
+/// control and a finiteness test.
+pub trait State: Clone {
+    /// `self + c_1 v_1 + c_2 v_2 + ...`, added in order.
+    fn plus(&self, terms: &[(f64, &Self)]) -> Self;
+    /// `c_1 v_1 + c_2 v_2 + ...` (at least one term), added in order.
+    fn combination(terms: &[(f64, &Self)]) -> Self;
+    /// `sqrt(mean((self_i / (atol + rtol max(|a_i|, |b_i|)))^2))`.
+    fn scaled_rms(&self, a: &Self, b: &Self, tol: Tolerances) -> f64;
+    /// True when every entry is finite.
+    fn is_finite(&self) -> bool;
+}
+
+impl State for Vec<f64> {
+    fn plus(&self, terms: &[(f64, &Self)]) -> Self {
+        let mut out = self.clone();
+        for (c, v) in terms {
+            out.iter_mut().zip(v.iter()).for_each(|(o, x)| *o += c * x);
+        }
+        out
+    }
+    fn combination(terms: &[(f64, &Self)]) -> Self {
+        vec![0.0; terms[0].1.len()].plus(terms)
+    }
+    fn scaled_rms(&self, a: &Self, b: &Self, tol: Tolerances) -> f64 {
+        error_norm(self, a, b, tol)
+    }
+    fn is_finite(&self) -> bool {
+        self.iter().all(|v| v.is_finite())
+    }
+}
+
+/// A batch of states (`batch x d`) on a dfdx device: combinations are `axpy`s on the device,
+/// and only the step-control norm and the finiteness test come back (one scalar each).
+impl<D: dfdx::prelude::Device<f64>> State for dfdx::prelude::Tensor<(usize, usize), f64, D> {
+    fn plus(&self, terms: &[(f64, &Self)]) -> Self {
+        let mut out = self.clone();
+        for (c, v) in terms {
+            out.axpy(1.0, *v, *c);
+        }
+        out
+    }
+    fn combination(terms: &[(f64, &Self)]) -> Self {
+        let (c0, v0) = terms[0];
+        let mut out = v0.clone();
+        out.axpy(c0, v0, 0.0);
+        out.plus(&terms[1..])
+    }
+    fn scaled_rms(&self, a: &Self, b: &Self, tol: Tolerances) -> f64 {
+        use crate::nn::transfer::Download;
+        use dfdx::prelude::*;
+        let scale = a.clone().abs().maximum(b.clone().abs()) * tol.rtol + tol.atol;
+        (self.clone() / scale)
+            .square()
+            .mean::<Rank0, _>()
+            .sqrt()
+            .download()[0]
+    }
+    fn is_finite(&self) -> bool {
+        use crate::nn::transfer::Download;
+        use dfdx::prelude::*;
+        // 0 * x is 0 for a finite x and NaN for NaN or infinity.
+        (self.clone() * 0.0).sum::<Rank0, _>().download()[0] == 0.0
+    }
+}
+
 /// Tolerances of the step-size control.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerances {
@@ -90,12 +158,12 @@ pub struct Step {
 
 /// The states at the requested output times, with the accepted steps and statistics.
 #[derive(Clone, Debug)]
-pub struct Solution {
-    pub ys: Vec<Vec<f64>>,
+pub struct Solution<S = Vec<f64>> {
+    pub ys: Vec<S>,
     pub steps: Vec<Step>,
     /// The state at the start of every accepted step, then the final state
     /// (`steps.len() + 1` entries).
-    pub states: Vec<Vec<f64>>,
+    pub states: Vec<S>,
     pub stats: Stats,
 }
 
@@ -114,39 +182,33 @@ pub fn error_norm(err: &[f64], y0: &[f64], y1: &[f64], tol: Tolerances) -> f64 {
 /// One Dormand-Prince step from `(t, y)` with `k1 = f(t, y)` given. Returns the fifth-order
 /// solution, the error estimate `y5 - y4` and `f(t + h, y5)` (the next step's `k1`). Six new
 /// function evaluations.
-pub fn dp5_step(
-    f: &mut dyn FnMut(f64, &[f64]) -> Vec<f64>,
+pub fn dp5_step<S: State>(
+    f: &mut dyn FnMut(f64, &S) -> S,
     t: f64,
-    y: &[f64],
-    k1: &[f64],
+    y: &S,
+    k1: &S,
     h: f64,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let n = y.len();
-    let mut k: Vec<Vec<f64>> = Vec::with_capacity(7);
-    k.push(k1.to_vec());
+) -> (S, S, S) {
+    let mut k: Vec<S> = Vec::with_capacity(7);
+    k.push(k1.clone());
     for s in 1..7 {
-        let mut ys = y.to_vec();
-        for (j, kj) in k.iter().enumerate() {
-            let a = dp5::A[s][j];
-            if a != 0.0 {
-                for i in 0..n {
-                    ys[i] += h * a * kj[i];
-                }
-            }
-        }
+        let terms: Vec<(f64, &S)> = k
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| dp5::A[s][*j] != 0.0)
+            .map(|(j, kj)| (h * dp5::A[s][j], kj))
+            .collect();
+        let ys = y.plus(&terms);
         if s == 6 {
             // The last stage is evaluated at the fifth-order solution itself.
             let k7 = f(t + h, &ys);
-            let mut err = vec![0.0; n];
-            for (j, kj) in k.iter().enumerate() {
-                let e = dp5::e(j);
-                for i in 0..n {
-                    err[i] += h * e * kj[i];
-                }
-            }
-            for i in 0..n {
-                err[i] += h * dp5::e(6) * k7[i];
-            }
+            let mut terms: Vec<(f64, &S)> = k
+                .iter()
+                .enumerate()
+                .map(|(j, kj)| (h * dp5::e(j), kj))
+                .collect();
+            terms.push((h * dp5::e(6), &k7));
+            let err = S::combination(&terms);
             return (ys, err, k7);
         }
         k.push(f(t + dp5::C[s] * h, &ys));
@@ -155,31 +217,23 @@ pub fn dp5_step(
 }
 
 /// Initial step size (Hairer, Norsett & Wanner, II.4), one extra function evaluation.
-pub fn initial_step(
-    f: &mut dyn FnMut(f64, &[f64]) -> Vec<f64>,
+pub fn initial_step<S: State>(
+    f: &mut dyn FnMut(f64, &S) -> S,
     t0: f64,
-    y0: &[f64],
-    f0: &[f64],
+    y0: &S,
+    f0: &S,
     tol: Tolerances,
 ) -> f64 {
-    let scale: Vec<f64> = y0.iter().map(|y| tol.atol + tol.rtol * y.abs()).collect();
-    let rms = |v: &[f64]| {
-        (v.iter()
-            .zip(&scale)
-            .map(|(x, s)| (x / s).powi(2))
-            .sum::<f64>()
-            / v.len().max(1) as f64)
-            .sqrt()
-    };
+    let rms = |v: &S| v.scaled_rms(y0, y0, tol);
     let (d0, d1) = (rms(y0), rms(f0));
     let h0 = if d0 < 1e-5 || d1 < 1e-5 {
         1e-6
     } else {
         0.01 * d0 / d1
     };
-    let y1: Vec<f64> = y0.iter().zip(f0).map(|(y, d)| y + h0 * d).collect();
+    let y1 = y0.plus(&[(h0, f0)]);
     let f1 = f(t0 + h0, &y1);
-    let diff: Vec<f64> = f1.iter().zip(f0).map(|(a, b)| a - b).collect();
+    let diff = f1.plus(&[(-1.0, f0)]);
     let d2 = rms(&diff) / h0;
     let h1 = if d1.max(d2) <= 1e-15 {
         (h0 * 1e-3).max(1e-6)
@@ -191,24 +245,24 @@ pub fn initial_step(
 
 /// Solves `y' = f(t, y)` from `(t0, y0)`, returning the states at each of `t_out` (increasing,
 /// after `t0`). Fails after `max_steps` step attempts or on a non-finite state.
-pub fn solve(
-    f: &mut dyn FnMut(f64, &[f64]) -> Vec<f64>,
+pub fn solve<S: State>(
+    f: &mut dyn FnMut(f64, &S) -> S,
     t0: f64,
-    y0: &[f64],
+    y0: &S,
     t_out: &[f64],
     tol: Tolerances,
     max_steps: usize,
-) -> Result<Solution, String> {
+) -> Result<Solution<S>, String> {
     let mut stats = Stats::default();
-    let mut count = |t: f64, y: &[f64], stats: &mut Stats| {
+    let mut count = |t: f64, y: &S, stats: &mut Stats| {
         stats.nfe += 1;
         f(t, y)
     };
     let mut t = t0;
-    let mut y = y0.to_vec();
+    let mut y = y0.clone();
     let mut k1 = count(t, &y, &mut stats);
     let mut h = {
-        let mut g = |t: f64, y: &[f64]| count(t, y, &mut stats);
+        let mut g = |t: f64, y: &S| count(t, y, &mut stats);
         initial_step(&mut g, t0, y0, &k1, tol)
     };
     let mut ys = Vec::with_capacity(t_out.len());
@@ -222,11 +276,11 @@ pub fn solve(
             let last = target - t <= h * (1.0 + 1e-12);
             let h_try = if last { target - t } else { h };
             let (y_new, err, k7) = {
-                let mut g = |t: f64, y: &[f64]| count(t, y, &mut stats);
+                let mut g = |t: f64, y: &S| count(t, y, &mut stats);
                 dp5_step(&mut g, t, &y, &k1, h_try)
             };
-            let e = error_norm(&err, &y, &y_new, tol);
-            if !e.is_finite() || y_new.iter().any(|v| !v.is_finite()) {
+            let e = err.scaled_rms(&y, &y_new, tol);
+            if !e.is_finite() || !y_new.is_finite() {
                 return Err(format!("non-finite state at t = {t:.4}"));
             }
             let factor = if e == 0.0 {
@@ -268,13 +322,14 @@ pub fn solve(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::ptr_arg)] // the closures' state type is Vec<f64>
     use super::*;
 
-    fn decay(_t: f64, y: &[f64]) -> Vec<f64> {
+    fn decay(_t: f64, y: &Vec<f64>) -> Vec<f64> {
         y.iter().map(|v| -v).collect()
     }
 
-    fn oscillator(_t: f64, y: &[f64]) -> Vec<f64> {
+    fn oscillator(_t: f64, y: &Vec<f64>) -> Vec<f64> {
         // y'' = -y as a system: (x, v)' = (v, -x).
         vec![y[1], -y[0]]
     }
@@ -287,7 +342,7 @@ mod tests {
                 atol: tol,
                 rtol: tol,
             };
-            let s = solve(&mut decay, 0.0, &[1.0, 2.0], &[5.0], t, 100_000).unwrap();
+            let s = solve(&mut decay, 0.0, &vec![1.0, 2.0], &[5.0], t, 100_000).unwrap();
             let exact = [(-5.0f64).exp(), 2.0 * (-5.0f64).exp()];
             for (a, b) in s.ys[0].iter().zip(exact) {
                 // Global error stays within a small multiple of the tolerance.
@@ -308,7 +363,7 @@ mod tests {
                 rtol: tol,
             };
             let t_end = 4.0 * std::f64::consts::PI;
-            let s = solve(&mut oscillator, 0.0, &[1.0, 0.0], &[t_end], t, 100_000).unwrap();
+            let s = solve(&mut oscillator, 0.0, &vec![1.0, 0.0], &[t_end], t, 100_000).unwrap();
             let (x, v) = (s.ys[0][0], s.ys[0][1]);
             assert!((x - t_end.cos()).abs() < 50.0 * tol, "tol {tol}: x {x}");
             assert!((v + t_end.sin()).abs() < 50.0 * tol, "tol {tol}: v {v}");
@@ -323,9 +378,9 @@ mod tests {
             atol: 1e-6,
             rtol: 1e-6,
         };
-        let sparse = solve(&mut decay, 0.0, &[1.0], &[4.0], t, 10_000).unwrap();
+        let sparse = solve(&mut decay, 0.0, &vec![1.0], &[4.0], t, 10_000).unwrap();
         let times: Vec<f64> = (1..=80).map(|i| i as f64 * 0.05).collect();
-        let dense = solve(&mut decay, 0.0, &[1.0], &times, t, 10_000).unwrap();
+        let dense = solve(&mut decay, 0.0, &vec![1.0], &times, t, 10_000).unwrap();
         assert!(dense.stats.nfe > sparse.stats.nfe);
         assert!((dense.ys.last().unwrap()[0] - (-4.0f64).exp()).abs() < 1e-5);
         for (ti, y) in times.iter().zip(&dense.ys) {
@@ -339,7 +394,7 @@ mod tests {
         // solution, exact - y4 (the reference is the closed-form step of the oscillator). The
         // mismatch is the fifth-order solution's own error, O(h^6) against O(h^5): its relative
         // size shrinks with h.
-        let y0 = [1.0, 0.3];
+        let y0 = vec![1.0, 0.3];
         let mut last = f64::INFINITY;
         for h in [0.4, 0.2, 0.1, 0.05] {
             let k1 = oscillator(0.0, &y0);
@@ -364,13 +419,35 @@ mod tests {
     }
 
     #[test]
+    fn device_states_solve_like_host_states() {
+        // The same decay, with the state a dfdx tensor: the same steps, NFE and end state.
+        use dfdx::prelude::*;
+        let dev = Cpu::default();
+        let t = Tolerances {
+            atol: 1e-8,
+            rtol: 1e-8,
+        };
+        let host = solve(&mut decay, 0.0, &vec![1.0, 2.0], &[1.0, 3.0], t, 100_000).unwrap();
+        let mut f = |_t: f64, y: &Tensor<(usize, usize), f64, Cpu>| y.clone().negate();
+        let y0 = dev.tensor_from_vec(vec![1.0, 2.0], (1usize, 2usize));
+        let on_device = solve(&mut f, 0.0, &y0, &[1.0, 3.0], t, 100_000).unwrap();
+        assert_eq!(on_device.stats, host.stats);
+        assert_eq!(on_device.states.len(), host.states.len());
+        for (a, b) in on_device.ys.iter().zip(&host.ys) {
+            for (x, y) in a.as_vec().iter().zip(b) {
+                assert!((x - y).abs() < 1e-14, "{x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
     fn blow_up_is_an_error_not_a_panic() {
-        let mut f = |_t: f64, y: &[f64]| y.iter().map(|v| v * v).collect::<Vec<_>>();
+        let mut f = |_t: f64, y: &Vec<f64>| y.iter().map(|v| v * v).collect::<Vec<_>>();
         let t = Tolerances {
             atol: 1e-6,
             rtol: 1e-6,
         };
         // y' = y^2 from 1 blows up at t = 1.
-        assert!(solve(&mut f, 0.0, &[1.0], &[2.0], t, 2_000).is_err());
+        assert!(solve(&mut f, 0.0, &vec![1.0], &[2.0], t, 2_000).is_err());
     }
 }

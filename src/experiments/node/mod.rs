@@ -96,7 +96,7 @@ fn digits(rng: &mut impl Rng) -> Task {
 /// `A = [[-0.1, 2], [-2, -0.1]]` from `y0 = (2, 0)`, observed at `points` times in [0, t_end],
 /// solved at a tight tolerance.
 fn spiral(points: usize, t_end: f64) -> Task {
-    let mut f = |_t: f64, y: &[f64]| {
+    let mut f = |_t: f64, y: &Vec<f64>| {
         let (a, b) = (y[0].powi(3), y[1].powi(3));
         vec![-0.1 * a + 2.0 * b, -2.0 * a - 0.1 * b]
     };
@@ -107,7 +107,7 @@ fn spiral(points: usize, t_end: f64) -> Task {
         atol: 1e-10,
         rtol: 1e-10,
     };
-    let sol = ode::solve(&mut f, 0.0, &[2.0, 0.0], &times, tol, 1_000_000)
+    let sol = ode::solve(&mut f, 0.0, &vec![2.0, 0.0], &times, tol, 1_000_000)
         .expect("the reference spiral solves");
     Task::Spiral {
         y0: vec![2.0, 0.0],
@@ -442,14 +442,8 @@ impl<D: Device<f64>> driver::Trainer for NodeRun<D> {
     }
 }
 
-/// What a replay follows: the host solve's accepted steps, the host states at their ends (for
-/// the tolerance scales) and the output times.
-#[derive(Clone, Copy)]
-struct Plan<'a> {
-    sol: &'a ode::Solution,
-    states: &'a [Vec<f64>],
-    t_out: &'a [f64],
-}
+/// A solve on the device: states are `batch x d` tensors.
+type DeviceSolution<D> = ode::Solution<Tensor<(usize, usize), f64, D>>;
 
 struct Trainer {
     tol: Tolerances,
@@ -475,16 +469,15 @@ struct EvalResult {
 }
 
 impl Trainer {
-    /// The host solve of the ODE block: accepted steps and statistics.
+    /// The solve of the ODE block on the device: accepted steps, visited states, statistics.
     fn solve<D: Device<f64>>(
         &self,
         net: &Dynamics,
         p: &DynamicsTensors<D>,
-        dev: &D,
-        y0: &[f64],
+        y0: &Tensor<(usize, usize), f64, D>,
         t_out: &[f64],
-    ) -> Result<ode::Solution, String> {
-        let mut f = |t: f64, y: &[f64]| net.eval(p, dev, t, y);
+    ) -> Result<DeviceSolution<D>, String> {
+        let mut f = |t: f64, y: &Tensor<(usize, usize), f64, D>| net.eval_on(p, t, y);
         ode::solve(&mut f, 0.0, y0, t_out, self.tol, self.max_steps)
     }
 
@@ -495,14 +488,10 @@ impl Trainer {
         net: &Dynamics,
         p: &DynamicsTensors<D>,
         y0: net::Taped<D>,
-        plan: Plan<'_>,
+        sol: &DeviceSolution<D>,
+        t_out: &[f64],
         chosen: Option<usize>,
     ) -> (Vec<net::Taped<D>>, Option<net::TapedScalar<D>>) {
-        let Plan {
-            sol,
-            states: host_states,
-            t_out,
-        } = plan;
         let mut y = y0;
         let mut outs = Vec::new();
         let mut reg: Option<net::TapedScalar<D>> = None;
@@ -514,8 +503,8 @@ impl Trainer {
                 Regularizer::None => false,
             };
             let scale = want_err
-                .then(|| net::tolerance_scale(&host_states[j], &host_states[j + 1], self.tol));
-            let (y_next, e) = step_taped(net, p, y, *st, scale.as_deref());
+                .then(|| net::tolerance_scale(&sol.states[j], &sol.states[j + 1], self.tol));
+            let (y_next, e) = step_taped(net, p, y, *st, scale.as_ref());
             if let Some(e) = e {
                 let term = e * st.h.abs();
                 reg = Some(match reg {
@@ -577,16 +566,12 @@ impl Trainer {
                         .store
                         .vector(model.b_in)
                         .broadcast_like::<_, Axis<0>>(&(batch, d));
-                let h0_values = h0.download();
+                let (h0_values, h0_tape) = h0.split_tape();
                 let t_out = [self.t_end];
-                let sol = self.solve(net, &p, &dev, &h0_values, &t_out)?;
+                let sol = self.solve(net, &p, &h0_values, &t_out)?;
                 let chosen = self.pick_step(&sol, rng);
-                let plan = Plan {
-                    sol: &sol,
-                    states: &sol.states,
-                    t_out: &t_out,
-                };
-                let (mut outs, reg) = self.replay(net, &p, h0, plan, chosen);
+                let h0 = h0_values.put_tape(h0_tape);
+                let (mut outs, reg) = self.replay(net, &p, h0, &sol, &t_out, chosen);
                 let h1 = outs.pop().ok_or("no output state")?;
                 let logits = h1.matmul(model.store.matrix(model.w_out))
                     + model
@@ -616,17 +601,11 @@ impl Trainer {
                 // Train on the even-indexed observations.
                 let t_out: Vec<f64> = times.iter().step_by(2).copied().collect();
                 let targets: Vec<&Vec<f64>> = states.iter().step_by(2).collect();
-                let sol = self.solve(net, &p, &dev, y0, &t_out)?;
+                let y0 = dev.upload(y0.clone(), (1usize, 2usize));
+                let sol = self.solve(net, &p, &y0, &t_out)?;
                 let chosen = self.pick_step(&sol, rng);
-                let y0t = dev
-                    .upload(y0.clone(), (1usize, 2usize))
-                    .retaped::<OwnedTape<f64, D>>();
-                let plan = Plan {
-                    sol: &sol,
-                    states: &sol.states,
-                    t_out: &t_out,
-                };
-                let (outs, reg) = self.replay(net, &p, y0t, plan, chosen);
+                let y0t = y0.retaped::<OwnedTape<f64, D>>();
+                let (outs, reg) = self.replay(net, &p, y0t, &sol, &t_out, chosen);
                 let mut loss: Option<net::TapedScalar<D>> = None;
                 let n = outs.len() as f64;
                 for (o, target) in outs.into_iter().zip(&targets) {
@@ -653,13 +632,13 @@ impl Trainer {
     }
 
     /// Adds the weighted regularizer to the task loss. Returns the task loss, the regularizer's
-    /// value (the taped one for local regularization, else the global form from the host
-    /// solve) and the total loss; a non-finite total is an error.
+    /// value (the taped one for local regularization, else the global form from the solve's
+    /// step errors) and the total loss; a non-finite total is an error.
     fn add_regularizer<D: Device<f64>>(
         &self,
         loss: net::TapedScalar<D>,
         reg: Option<net::TapedScalar<D>>,
-        sol: &ode::Solution,
+        sol: &DeviceSolution<D>,
     ) -> Result<(f64, f64, net::TapedScalar<D>), String> {
         let task_loss = loss.download()[0];
         let mut reg_value = sol.steps.iter().map(|s| s.err * s.h.abs()).sum::<f64>();
@@ -678,7 +657,7 @@ impl Trainer {
 
     /// The local regularizer's step: the accepted step containing a uniformly random time
     /// (unbiased sampling), or a uniformly random accepted step (biased sampling).
-    fn pick_step(&self, sol: &ode::Solution, rng: &mut StdRng) -> Option<usize> {
+    fn pick_step<S>(&self, sol: &ode::Solution<S>, rng: &mut StdRng) -> Option<usize> {
         if self.reg != Regularizer::Local || sol.steps.is_empty() {
             return None;
         }
@@ -702,44 +681,26 @@ impl Trainer {
         model: &Model<D>,
         task: &Task,
     ) -> Result<EvalResult, String> {
-        let dev = dev.clone();
         let net = &model.dynamics;
         let p = model.tensors();
-        let (w_in, b_in) = (
-            model.store.values(model.w_in),
-            model.store.values(model.b_in),
-        );
-        let (w_out, b_out) = (
-            model.store.values(model.w_out),
-            model.store.values(model.b_out),
-        );
-        let d = net.d;
+        let (d, store) = (net.d, &model.store);
         match task {
             Task::Digits { x_test, y_test, .. } => {
                 let n = y_test.len();
                 let t0 = Instant::now();
-                let mut h = vec![0.0; n * d];
-                for r in 0..n {
-                    for j in 0..d {
-                        let mut acc = b_in[j];
-                        for i in 0..DIGIT_FEATURES {
-                            acc += x_test[r * DIGIT_FEATURES + i] * w_in[i * d + j];
-                        }
-                        h[r * d + j] = acc;
-                    }
-                }
-                let sol = self.solve(net, &p, &dev, &h, &[self.t_end])?;
-                let h1 = &sol.ys[0];
-                let mut logits = vec![0.0; n * CLASSES];
-                for r in 0..n {
-                    for c in 0..CLASSES {
-                        let mut acc = b_out[c];
-                        for j in 0..d {
-                            acc += h1[r * d + j] * w_out[j * CLASSES + c];
-                        }
-                        logits[r * CLASSES + c] = acc;
-                    }
-                }
+                let x = dev.upload(x_test.clone(), (n, DIGIT_FEATURES));
+                let h = x.matmul(store.matrix_value(model.w_in))
+                    + store
+                        .flat(model.b_in)
+                        .clone()
+                        .broadcast_like::<_, Axis<0>>(&(n, d));
+                let sol = self.solve(net, &p, &h, &[self.t_end])?;
+                let logits = sol.ys[0].clone().matmul(store.matrix_value(model.w_out))
+                    + store
+                        .flat(model.b_out)
+                        .clone()
+                        .broadcast_like::<_, Axis<0>>(&(n, CLASSES));
+                let logits = logits.download();
                 let elapsed = t0.elapsed().as_secs_f64();
                 let (_, acc) = softmax_xent(&logits, y_test);
                 Ok(EvalResult {
@@ -751,10 +712,12 @@ impl Trainer {
             Task::Spiral { y0, times, states } => {
                 // Test error on the odd-indexed observations.
                 let t_test: Vec<f64> = times.iter().skip(1).step_by(2).copied().collect();
-                let sol = self.solve(net, &p, &dev, y0, &t_test)?;
+                let y0 = dev.upload(y0.clone(), (1usize, 2usize));
+                let sol = self.solve(net, &p, &y0, &t_test)?;
                 let mut mse = 0.0;
                 for (y, target) in sol.ys.iter().zip(states.iter().skip(1).step_by(2)) {
                     mse += y
+                        .download()
                         .iter()
                         .zip(target)
                         .map(|(a, b)| (a - b).powi(2))
@@ -763,7 +726,7 @@ impl Trainer {
                 mse /= t_test.len() as f64;
                 // NFE and time of a prediction with only its end point requested.
                 let t0 = Instant::now();
-                let end = self.solve(net, &p, &dev, y0, &[*times.last().unwrap()])?;
+                let end = self.solve(net, &p, &y0, &[*times.last().unwrap()])?;
                 Ok(EvalResult {
                     score: mse,
                     nfe: end.stats.nfe as f64,

@@ -117,7 +117,21 @@ impl Dynamics {
         }
     }
 
-    /// `f(t, y)` on the host for a flat batch `y` (`b x d`): no tape.
+    /// `f(t, y)` for a batch `y` (`b x d`) on the device, without a tape.
+    pub fn eval_on<D: Device<f64>>(
+        &self,
+        p: &DynamicsTensors<D>,
+        t: f64,
+        y: &Tensor<(usize, usize), f64, D>,
+    ) -> Tensor<(usize, usize), f64, D> {
+        let b = y.shape().0;
+        let (d, h) = (self.d, self.hidden);
+        let pre = y.clone().matmul(p.w1.clone())
+            + (p.b1.clone() + p.wt.clone() * t).broadcast_like::<_, Axis<0>>(&(b, h));
+        pre.tanh().matmul(p.w2.clone()) + p.b2.clone().broadcast_like::<_, Axis<0>>(&(b, d))
+    }
+
+    /// `f(t, y)` for a flat host batch `y` (`b x d`): uploaded, evaluated, downloaded.
     pub fn eval<D: Device<f64>>(
         &self,
         p: &DynamicsTensors<D>,
@@ -125,13 +139,8 @@ impl Dynamics {
         t: f64,
         y: &[f64],
     ) -> Vec<f64> {
-        let b = y.len() / self.d;
-        let (d, h) = (self.d, self.hidden);
-        let yt = dev.upload(y.to_vec(), (b, d));
-        let pre = yt.matmul(p.w1.clone())
-            + (p.b1.clone() + p.wt.clone() * t).broadcast_like::<_, Axis<0>>(&(b, h));
-        (pre.tanh().matmul(p.w2.clone()) + p.b2.clone().broadcast_like::<_, Axis<0>>(&(b, d)))
-            .download()
+        let yt = dev.upload(y.to_vec(), (y.len() / self.d, self.d));
+        self.eval_on(p, t, &yt).download()
     }
 
     /// `f(t, y)` on the tape.
@@ -179,13 +188,13 @@ impl Dynamics {
 
 /// One Dormand-Prince step on the tape. Returns the fifth-order state and, when asked, the
 /// scaled error norm of the step (`sqrt(mean((err / scale)^2))` with the tolerance scale of the
-/// host solve held constant).
+/// solve held constant).
 pub fn step_taped<D: Device<f64>>(
     net: &Dynamics,
     p: &DynamicsTensors<D>,
     y: Taped<D>,
     step: Step,
-    with_error: Option<&[f64]>,
+    with_error: Option<&Tensor<(usize, usize), f64, D>>,
 ) -> (Taped<D>, Option<TapedScalar<D>>) {
     let (t, h) = (step.t, step.h);
     // Uses of each stage k_i (i = 0..6): later stages, the error estimate.
@@ -224,8 +233,6 @@ pub fn step_taped<D: Device<f64>>(
     }
     let y5 = y5.expect("fifth-order state");
     let scale = with_error.expect("scale");
-    let b = y5.shape().0;
-    let d = y5.shape().1;
     let mut err: Option<Taped<D>> = None;
     for (j, copies) in ks.iter_mut().enumerate() {
         let e = dp5::e(j);
@@ -237,8 +244,7 @@ pub fn step_taped<D: Device<f64>>(
             });
         }
     }
-    let inv: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
-    let inv = y5.device().upload(inv, (b, d));
+    let inv = scale.clone().recip();
     let norm = (err.expect("error terms") * inv)
         .square()
         .mean::<Rank0, _>()
@@ -246,10 +252,11 @@ pub fn step_taped<D: Device<f64>>(
     (y5, Some(norm))
 }
 
-/// The tolerance scale `atol + rtol * max(|y0|, |y1|)` of one step, from host values.
-pub fn tolerance_scale(y0: &[f64], y1: &[f64], tol: Tolerances) -> Vec<f64> {
-    y0.iter()
-        .zip(y1)
-        .map(|(a, b)| tol.atol + tol.rtol * a.abs().max(b.abs()))
-        .collect()
+/// The tolerance scale `atol + rtol * max(|y0|, |y1|)` of one step, on the device.
+pub fn tolerance_scale<D: Device<f64>>(
+    y0: &Tensor<(usize, usize), f64, D>,
+    y1: &Tensor<(usize, usize), f64, D>,
+    tol: Tolerances,
+) -> Tensor<(usize, usize), f64, D> {
+    y0.clone().abs().maximum(y1.clone().abs()) * tol.rtol + tol.atol
 }
