@@ -250,17 +250,23 @@ pub fn report(quick: bool) -> String {
 }
 
 /// The training steps `scripts/compare-pytorch.py` times against PyTorch, one JSON object per
-/// line (`{"case": ..., "ms_per_step": ...}`), on the CPU with dfdx's threads.
-pub fn torch_cases() -> String {
+/// line (`{"case": ..., "ms_per_step": ...}`), on the CPU; matrix products use `threads`
+/// threads (0: all cores).
+pub fn torch_cases(threads: usize) -> String {
     let mut out = String::new();
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if threads > 0 {
+        pool = pool.num_threads(threads);
+    }
+    let sae_ms = match pool.build() {
+        Ok(pool) => pool.install(|| crate::experiments::sae::bench::topk_step_ms(50)),
+        Err(_) => crate::experiments::sae::bench::topk_step_ms(50),
+    };
     let cases: Vec<(&str, f64)> = vec![
-        (
-            "sae-topk-d32-m192-k8-b256",
-            crate::experiments::sae::bench::topk_step_ms(50),
-        ),
+        ("sae-topk-d32-m192-k8-b256", sae_ms),
         (
             "mlp-784-256-10-b128",
-            crate::nn::models::mlp::time_mlp_step(0, 50),
+            crate::nn::models::mlp::time_mlp_step(threads, 50),
         ),
     ];
     for (case, ms) in cases {

@@ -25,6 +25,8 @@ pub enum Command {
         quick: bool,
         /// Only the steps compared with PyTorch, one JSON object per line.
         torch_cases: bool,
+        /// Threads for the matrix products of those steps (0: all cores).
+        threads: usize,
     },
     DeviceCheck {
         quick: bool,
@@ -51,7 +53,7 @@ usage:
   reglab runs                     list the runs in the runs folder
   reglab show RUN_DIR             print a stored run's config, final values and verdict
   reglab bench [--quick]          print speed figures (steps/s per arm, Hutchinson cost, overhead)
-  reglab bench --torch-cases      the steps scripts/compare-pytorch.py times against PyTorch (JSON)
+  reglab bench --torch-cases [--threads N]  the steps scripts/compare-pytorch.py times (JSON)
   reglab device-check [--quick]   train each preset on the CPU and on CUDA, compare and time them
 
 options:
@@ -85,6 +87,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut seeds = Vec::new();
     let mut quick = false;
     let mut torch_cases = false;
+    let mut threads = 0usize;
     let mut device = DeviceChoice::Cpu;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -119,6 +122,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
             "--quick" => quick = true,
             "--torch-cases" => torch_cases = true,
+            "--threads" => {
+                let v = value(a, &mut it)?;
+                threads = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("--threads {v}: expected a positive integer"))?;
+            }
             "--device" => device = value(a, &mut it)?.parse()?,
             s if s.starts_with('-') => {
                 return Err(format!("unknown option `{s}` (see reglab --help)"))
@@ -148,7 +159,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         }
         Some("bench") => {
             extra(1)?;
-            Command::Bench { quick, torch_cases }
+            Command::Bench {
+                quick,
+                torch_cases,
+                threads,
+            }
         }
         Some("device-check") => {
             extra(1)?;

@@ -91,9 +91,11 @@ fn main() -> ExitCode {
         Command::Show { dir } => show(&dir),
         Command::Help | Command::Version => ExitCode::SUCCESS,
         Command::Bench {
-            torch_cases: true, ..
+            torch_cases: true,
+            threads,
+            ..
         } => {
-            print!("{}", bench::torch_cases());
+            print!("{}", bench::torch_cases(threads));
             ExitCode::SUCCESS
         }
         Command::Bench { quick, .. } => {

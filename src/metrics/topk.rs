@@ -12,34 +12,40 @@ use std::any::TypeId;
 
 use dfdx::prelude::*;
 
-/// The k-th largest value of `row` (ignoring NaN); -inf when k is 0 and +inf never.
-pub fn kth_largest(row: &[f32], k: usize) -> f32 {
-    let mut v: Vec<f32> = row.iter().copied().filter(|x| !x.is_nan()).collect();
-    if k == 0 {
+/// The k-th largest value of `row` (ignoring NaN); +inf when k is 0 or the row is all NaN.
+/// `scratch` is reused between calls.
+fn kth_largest(row: &[f32], k: usize, scratch: &mut Vec<f32>) -> f32 {
+    scratch.clear();
+    scratch.extend(row.iter().copied().filter(|x| !x.is_nan()));
+    if k == 0 || scratch.is_empty() {
         return f32::INFINITY;
     }
-    if v.is_empty() {
-        return f32::INFINITY;
-    }
-    let k = k.min(v.len());
-    v.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    v[k - 1]
+    let k = k.min(scratch.len());
+    scratch.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    scratch[k - 1]
 }
 
 /// A row-major 0/1 mask of shape `rows x cols` marking each row's entries `>=` its k-th
-/// largest value (host twin of [`topk_mask_on`]).
-pub fn topk_mask(values: &[f32], rows: usize, cols: usize, k: usize) -> Vec<f32> {
+/// largest value (host twin of [`topk_mask_on`]); with `positive`, only those also above 0.
+fn host_mask(values: &[f32], rows: usize, cols: usize, k: usize, positive: bool) -> Vec<f32> {
     let mut mask = vec![0.0; rows * cols];
+    let mut scratch = Vec::with_capacity(cols);
     for r in 0..rows {
         let row = &values[r * cols..(r + 1) * cols];
-        let t = kth_largest(row, k);
+        let t = kth_largest(row, k, &mut scratch);
         for (m, x) in mask[r * cols..(r + 1) * cols].iter_mut().zip(row) {
-            if *x >= t {
+            if *x >= t && (!positive || *x > 0.0) {
                 *m = 1.0;
             }
         }
     }
     mask
+}
+
+/// A row-major 0/1 mask of shape `rows x cols` marking each row's entries `>=` its k-th
+/// largest value (host twin of [`topk_mask_on`]).
+pub fn topk_mask(values: &[f32], rows: usize, cols: usize, k: usize) -> Vec<f32> {
+    host_mask(values, rows, cols, k, false)
 }
 
 /// The TopK mask of `x` built from dfdx ops on its device: k rounds of a per-row maximum over
@@ -109,6 +115,27 @@ pub fn topk<D: Device<f32>, T: Tape<f32, D> + Merge<NoneTape>>(
     values.put_tape(tape) * mask
 }
 
+/// `relu(topk(x))` in one product: the mask keeps the TopK entries that are also above 0. The
+/// values and the gradient are those of `topk(x, k).relu()` (relu's gradient at 0 is 0, and an
+/// entry at 0 is dropped by both).
+pub fn topk_relu<D: Device<f32>, T: Tape<f32, D> + Merge<NoneTape>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    k: usize,
+) -> Tensor<(usize, usize), f32, D, T> {
+    let (values, tape) = x.split_tape();
+    let mask = if TypeId::of::<D>() == TypeId::of::<Cpu>() {
+        let (rows, cols) = *values.shape();
+        let mask = host_mask(&values.as_vec(), rows, cols, k, true);
+        values.device().tensor_from_vec(mask, (rows, cols))
+    } else {
+        let dev = values.device().clone();
+        let (rows, cols) = *values.shape();
+        let top = topk_mask_ops(&values, k);
+        values.gt(0.0).choose(top, dev.zeros_like(&(rows, cols)))
+    };
+    values.put_tape(tape) * mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +192,39 @@ mod tests {
             vec![0.0, 0.0, 0.0, 1.0, 0.0, 1.0]
         );
         assert_eq!(topk_mask(&row, 1, 6, 6), topk_mask_ops(&t, 6).as_vec());
+    }
+
+    #[test]
+    fn fused_topk_relu_equals_topk_then_relu() {
+        let dev = Cpu::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        for k in [0, 1, 3, 9] {
+            // Ties and zeros included.
+            let vals: Vec<f32> = (0..6 * 9)
+                .map(|_| rng.gen_range(-3..4) as f32 * 0.5)
+                .collect();
+            let x = dev.tensor_from_vec(vals, (6usize, 9usize));
+            let w = dev.tensor_from_vec((0..54).map(|i| i as f32).collect(), (6usize, 9usize));
+            let a = topk(x.leaky_trace(), k).relu();
+            let b = topk_relu(x.leaky_trace(), k);
+            assert_eq!(a.as_vec(), b.as_vec(), "k {k}");
+            let ga = (a * w.clone())
+                .sum::<Rank0, _>()
+                .backward()
+                .get(&x)
+                .as_vec();
+            let gb = (b * w.clone())
+                .sum::<Rank0, _>()
+                .backward()
+                .get(&x)
+                .as_vec();
+            assert_eq!(ga, gb, "k {k}");
+            // The device-op mask agrees with the host twin.
+            let (values, _) = topk_relu(x.leaky_trace(), k).split_tape();
+            let top = topk_mask_ops(&x, k);
+            let ops = x.gt(0.0).choose(top, dev.zeros_like(&(6usize, 9usize)));
+            assert_eq!((x.clone() * ops).as_vec(), values.as_vec());
+        }
     }
 
     #[test]

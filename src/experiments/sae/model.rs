@@ -19,7 +19,7 @@ use crate::nn::transfer::{Download, Upload};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::metrics::topk::{topk, topk_mask_on};
+use crate::metrics::topk::{topk_mask_on, topk_relu};
 use crate::nn::{ParamId, ParamStore, Taped};
 
 /// Which autoencoder.
@@ -196,17 +196,17 @@ impl<D: Device<f32>> Sae<D> {
                     // KL = 1/2 sum (mu^2 + e^lv - lv - 1), mean over tokens.
                     let kl = (mu_kl.square() + lv_kl.exp() - lv_kl2 - 1.0).sum::<Rank0, _>()
                         * (0.5 / b as f32);
-                    (topk(sample, self.k).relu(), Some(kl))
+                    (topk_relu(sample, self.k), Some(kl))
                 } else {
                     // Unit variance: the KL reduces to a pull of the means towards 0.
                     let sample = mu + eps;
                     let kl = mu_kl.square().sum::<Rank0, _>() * (0.5 / b as f32);
-                    (topk(sample, self.k).relu(), Some(kl))
+                    (topk_relu(sample, self.k), Some(kl))
                 }
             }
             _ => {
                 drop(xc_lv);
-                (topk(pre, self.k).relu(), None)
+                (topk_relu(pre, self.k), None)
             }
         };
         let (z_values, z_tape) = z.split_tape();
@@ -368,9 +368,20 @@ impl<D: Device<f32>> Sae<D> {
     }
 }
 
-/// L0 per token and, per latent, 1 + the last row on which it fired (0: never), on the device;
-/// `m` numbers and one scalar come back.
+/// L0 per token and, per latent, 1 + the last row on which it fired (0: never). On a GPU from
+/// dfdx ops (`m` numbers and one scalar come back); on the CPU by its host twin
+/// [`firing_host`], which is faster there and gives the same numbers.
 fn firing<D: Device<f32>>(z: &Matrix<D>) -> (f64, Vec<f32>) {
+    if std::any::TypeId::of::<D>() == std::any::TypeId::of::<Cpu>() {
+        let (b, m) = *z.shape();
+        firing_host(&z.as_vec(), b, m)
+    } else {
+        firing_ops(z)
+    }
+}
+
+/// [`firing`] from dfdx ops on the tensor's device.
+pub fn firing_ops<D: Device<f32>>(z: &Matrix<D>) -> (f64, Vec<f32>) {
     let (b, m) = *z.shape();
     let dev = z.device();
     // 1-based row numbers, uploaded as one column and broadcast on the device.
@@ -389,7 +400,47 @@ fn firing<D: Device<f32>>(z: &Matrix<D>) -> (f64, Vec<f32>) {
     (count as f64 / b as f64, last)
 }
 
+/// [`firing`] on host values (`b x m`, row-major).
+pub fn firing_host(z: &[f32], b: usize, m: usize) -> (f64, Vec<f32>) {
+    let mut last = vec![0.0f32; m];
+    let mut count = 0usize;
+    for (r, row) in z.chunks(m).enumerate().take(b) {
+        for (j, v) in row.iter().enumerate() {
+            if *v != 0.0 {
+                count += 1;
+                last[j] = r as f32 + 1.0;
+            }
+        }
+    }
+    (count as f64 / b as f64, last)
+}
+
 /// KL(N(mu, e^lv) || N(0, 1)) for one latent, in closed form.
 pub fn gaussian_kl(mu: f64, log_var: f64) -> f64 {
     0.5 * (mu * mu + log_var.exp() - log_var - 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firing_summary_from_ops_matches_its_host_twin() {
+        let dev = Cpu::default();
+        let (b, m) = (5, 7);
+        let z: Vec<f32> = (0..b * m)
+            .map(|i| {
+                if (i * 7) % 3 == 0 {
+                    (i % 5) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let host = firing_host(&z, b, m);
+        let ops = firing_ops(&dev.tensor_from_vec(z.clone(), (b, m)));
+        assert_eq!(host, ops);
+        let nonzero = z.iter().filter(|v| **v != 0.0).count();
+        assert_eq!(host.0, nonzero as f64 / b as f64);
+    }
 }
