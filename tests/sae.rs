@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use reglab::engine::LaunchRequest;
-use reglab::experiments::sae::model::{gaussian_kl, Sae, Variant};
+use reglab::experiments::sae::model::{gaussian_kl, AuxK, Sae, Variant};
 use reglab::headless;
 use reglab::verdict::Outcome;
 
@@ -61,14 +61,14 @@ fn check_gradients(variant: Variant, dead: Option<Vec<bool>>) {
         .collect();
     // The same noise for every evaluation.
     let noise = StdRng::seed_from_u64(99);
-    let mut out = sae.train_step(&x, b, dead.as_deref(), &mut noise.clone());
+    let mut out = sae.train_step(&x, b, dead.as_deref(), 1.0, &mut noise.clone());
     let h = 1e-2f32;
     let mut checked = 0;
     for (name, grad) in named_grads(&sae, &mut out.grads) {
         for i in (0..grad.len()).step_by(7) {
             let loss_at = |delta: f32| {
                 perturbed(&sae, &name, i, delta)
-                    .train_step(&x, b, dead.as_deref(), &mut noise.clone())
+                    .train_step(&x, b, dead.as_deref(), 1.0, &mut noise.clone())
                     .loss as f64
             };
             let fd = (loss_at(h) - loss_at(-h)) / (2.0 * h as f64);
@@ -94,6 +94,7 @@ fn vsae_gradients_match_finite_differences() {
         Variant::Vsae {
             kl_weight: 0.5,
             learned_variance: true,
+            log_var_init: -2.0,
         },
         None,
     );
@@ -101,6 +102,7 @@ fn vsae_gradients_match_finite_differences() {
         Variant::Vsae {
             kl_weight: 1.0,
             learned_variance: false,
+            log_var_init: -2.0,
         },
         None,
     );
@@ -109,11 +111,10 @@ fn vsae_gradients_match_finite_differences() {
 #[test]
 fn auxk_gradients_match_finite_differences() {
     let mut rng = StdRng::seed_from_u64(8);
-    let variant = Variant::AuxK {
+    let sae = random_sae(Variant::TopK, &mut rng).with_aux(AuxK {
         k_aux: 2,
         weight: 0.5,
-    };
-    let sae = random_sae(variant, &mut rng);
+    });
     let b = 5;
     let x: Vec<f32> = (0..b * sae.d)
         .map(|_| rng.gen::<f32>() * 2.0 - 1.0)
@@ -146,10 +147,10 @@ fn auxk_gradients_match_finite_differences() {
     // A training step's gradient is the TopK gradient plus the weighted aux gradient, whose
     // target is the step's own residual.
     let mut plain = sae.clone();
-    plain.variant = Variant::TopK;
+    plain.aux = None;
     let noise = StdRng::seed_from_u64(1);
-    let mut base = plain.train_step(&x, b, None, &mut noise.clone());
-    let mut with_aux = sae.train_step(&x, b, Some(&dead), &mut noise.clone());
+    let mut base = plain.train_step(&x, b, None, 1.0, &mut noise.clone());
+    let mut with_aux = sae.train_step(&x, b, Some(&dead), 1.0, &mut noise.clone());
     let xhat = sae.decode(&sae.encode(&x, b), b);
     let resid: Vec<f32> = x.iter().zip(&xhat).map(|(a, h)| a - h).collect();
     let (aux, mut aux_g) = sae.aux_loss(&x, &resid, b, &dead, 2).unwrap();
@@ -179,12 +180,13 @@ fn kl_term_matches_its_closed_form() {
         Variant::Vsae {
             kl_weight: 1.0,
             learned_variance: true,
+            log_var_init: -2.0,
         },
         &mut rng,
     );
     let b = 4;
     let x: Vec<f32> = (0..b * sae.d).map(|_| rng.gen::<f32>() - 0.5).collect();
-    let out = sae.train_step(&x, b, None, &mut rng);
+    let out = sae.train_step(&x, b, None, 1.0, &mut rng);
     let mu = sae.pre_activations(&x, b);
     let (b_lv, b_dec, w_lv) = (host(&sae, "b_lv"), host(&sae, "b_dec"), host(&sae, "W_lv"));
     let mut want = 0.0;
@@ -194,7 +196,9 @@ fn kl_term_matches_its_closed_form() {
                 + (0..sae.d)
                     .map(|i| (x[r * sae.d + i] - b_dec[i]) as f64 * w_lv[i * sae.m + j] as f64)
                     .sum::<f64>();
-            want += gaussian_kl(mu[r * sae.m + j] as f64, lv);
+            // The authors' form: mean relu(pre), log-variance clamped to [-6, 2].
+            let mean = (mu[r * sae.m + j] as f64).max(0.0);
+            want += gaussian_kl(mean, lv.clamp(-6.0, 2.0));
         }
     }
     want /= b as f64;
@@ -206,7 +210,12 @@ fn kl_term_matches_its_closed_form() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vsae_has_more_dead_latents_and_worse_reconstruction_on_synthetic_data() {
+async fn the_kl_term_is_tested_as_the_cause_and_runs_that_learned_nothing_are_left_out() {
+    // The quick profile: TopK, the vSAE with KL weight 0.1 and 1, and the same vSAE without the
+    // KL term, on synthetic data. At this scale the KL-free vSAE leaves more latents dead than
+    // the one with the KL term (the sampling noise kills them, not the KL): check (iii) FAILS,
+    // which is what the run measured. The KL-1 vSAE explains no variance on held-out
+    // deterministic encodings, so its comparisons are left out instead of counting as support.
     let root = tempfile::tempdir().unwrap();
     let profile = reglab::experiments::find("vsae").unwrap().quick_profile();
     let p = profile.preset().unwrap();
@@ -215,15 +224,40 @@ async fn vsae_has_more_dead_latents_and_worse_reconstruction_on_synthetic_data()
         .await
         .unwrap();
     let v = &res.verdict;
-    assert_eq!(v.check("i").unwrap().outcome, Outcome::Holds, "{text}");
-    assert_eq!(v.check("ii").unwrap().outcome, Outcome::Holds, "{text}");
-    // Size: the vSAE leaves at least a quarter more of the dictionary dead, and its MSE is at
-    // least twice TopK's.
-    let n = &v.check("i").unwrap().numbers;
-    let (topk, vsae) = (n["topk.s3.dead_eval"], n["vsae-kl1.s3.dead_eval"]);
-    assert!(vsae > topk + 0.25, "{vsae} vs {topk}\n{text}");
-    let n = &v.check("ii").unwrap().numbers;
-    assert!(n["vsae-kl1.s3.mse"] > 2.0 * n["topk.s3.mse"], "{text}");
-    // TopK recovers the ground-truth features well.
-    assert!(text.contains("recovery"), "{text}");
+    let iii = v.check("iii").unwrap();
+    assert_eq!(iii.outcome, Outcome::Fails, "{text}");
+    let n = &iii.numbers;
+    assert!(
+        n["vsae-kl0.s0.dead_eval"] > n["vsae-kl0.1.s0.dead_eval"],
+        "{n:?}\n{text}"
+    );
+    assert!(
+        text.contains("learned no representation, left out"),
+        "{text}"
+    );
+    assert_ne!(v.outcome(), Outcome::Holds, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_kl_term_no_check_of_the_claim_can_hold() {
+    // The mechanism removed: every vSAE arm at KL weight 0. The checks that compare vSAEs with a
+    // KL term have nothing to compare: INCONCLUSIVE, never HOLDS.
+    let root = tempfile::tempdir().unwrap();
+    let profile = reglab::experiments::find("vsae").unwrap().quick_profile();
+    let p = profile.preset().unwrap();
+    let mut req = LaunchRequest::from(&profile);
+    req.overrides.push(reglab::params::Override {
+        key: "kl_weight".into(),
+        value: "0".into(),
+    });
+    req.overrides.push(reglab::params::Override {
+        key: "steps".into(),
+        value: "200".into(),
+    });
+    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+        .await
+        .unwrap();
+    for c in &res.verdict.checks {
+        assert_ne!(c.outcome, Outcome::Holds, "({}) {text}", c.id);
+    }
 }

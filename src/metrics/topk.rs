@@ -115,6 +115,16 @@ pub fn topk<D: Device<f32>, T: Tape<f32, D> + Merge<NoneTape>>(
     values.put_tape(tape) * mask
 }
 
+/// TopK by magnitude with signs kept: `x * mask(|x|)` (the vSAE's selection).
+pub fn topk_abs<D: Device<f32>, T: Tape<f32, D> + Merge<NoneTape>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    k: usize,
+) -> Tensor<(usize, usize), f32, D, T> {
+    let (values, tape) = x.split_tape();
+    let mask = topk_mask_on(&values.clone().abs(), k);
+    values.put_tape(tape) * mask
+}
+
 /// `relu(topk(x))` in one product: the mask keeps the TopK entries that are also above 0. The
 /// values and the gradient are those of `topk(x, k).relu()` (relu's gradient at 0 is 0, and an
 /// entry at 0 is dropped by both).

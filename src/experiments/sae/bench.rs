@@ -84,7 +84,7 @@ pub fn topk_step_ms(reps: usize) -> f64 {
         .map(|_| rand_distr::Distribution::<f32>::sample(&rand_distr::StandardNormal, &mut rng))
         .collect();
     let mut step = |sae: &mut Sae<Cpu>| {
-        let mut out = sae.train_step(&x, b, None, &mut rng);
+        let mut out = sae.train_step(&x, b, None, 1.0, &mut rng);
         opt.step(&mut sae.store, &mut out.grads)
             .expect("cpu update");
         sae.normalize_decoder();

@@ -23,6 +23,19 @@ pub struct Activations {
 
 impl Activations {
     /// A batch of `b` training rows drawn with replacement.
+    /// The mean of the training tokens, per dimension.
+    pub fn train_mean(&self) -> Vec<f32> {
+        let mut mean = vec![0.0f64; self.d];
+        for row in self.train.chunks(self.d) {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += *x as f64;
+            }
+        }
+        mean.iter()
+            .map(|m| (*m / self.n_train.max(1) as f64) as f32)
+            .collect()
+    }
+
     pub fn batch(&self, b: usize, rng: &mut impl Rng) -> Vec<f32> {
         let mut out = Vec::with_capacity(b * self.d);
         for _ in 0..b {

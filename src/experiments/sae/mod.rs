@@ -25,7 +25,7 @@ use crate::nn::{Optimizer, Rule};
 use crate::params::{ParamSpec, Params};
 use crate::verdict::Verdict;
 use data::Activations;
-use model::{Sae, Variant};
+use model::{AuxK, Sae, Variant};
 
 pub struct VariationalSae;
 
@@ -34,13 +34,17 @@ fn variant_of(p: &Params) -> Variant {
         "vsae" => Variant::Vsae {
             kl_weight: p.f64("kl_weight") as f32,
             learned_variance: p.text("variance") == "learned",
-        },
-        "auxk" => Variant::AuxK {
-            k_aux: p.usize("k_aux"),
-            weight: p.f64("aux_weight") as f32,
+            log_var_init: p.f64("log_var_init") as f32,
         },
         _ => Variant::TopK,
     }
+}
+
+fn aux_of(p: &Params) -> Option<AuxK> {
+    (p.text("auxk") == "on").then(|| AuxK {
+        k_aux: p.usize("k_aux"),
+        weight: p.f64("aux_weight") as f32,
+    })
 }
 
 /// Loads the activations a run trains on.
@@ -76,6 +80,8 @@ struct Eval {
     mse: f64,
     fvu: f64,
     dead: f64,
+    /// Mean number of non-zero latents per held-out token (deterministic encodings).
+    l0: f64,
     recovery: Option<f64>,
 }
 
@@ -118,12 +124,14 @@ fn evaluate<D: Device<f32>>(sae: &Sae<D>, set: &EvalSet<D>, acts: &Activations) 
         set.x.device().ones_like(&(n, sae.m)),
         set.x.device().zeros_like(&(n, sae.m)),
     );
+    let l0 = fired.clone().sum::<Rank0, _>().download()[0] as f64 / n as f64;
     let per_latent = fired.max::<(usize,), Axis<0>>().download();
     let dead = per_latent.iter().filter(|v| **v == 0.0).count() as f64 / sae.m as f64;
     Eval {
         mse: err / (n * d) as f64,
         fvu: if var > 0.0 { err / var } else { f64::NAN },
         dead,
+        l0,
         recovery: acts
             .truth
             .as_ref()
@@ -138,13 +146,16 @@ impl Experiment for VariationalSae {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::choice("variant", &["topk", "auxk", "vsae"], "topk", "TopK SAE, TopK + AuxK, or TopK variational SAE"),
+            ParamSpec::choice("variant", &["topk", "vsae"], "topk", "TopK SAE, or TopK variational SAE (the authors' form)"),
+            ParamSpec::choice("auxk", &["on", "off"], "on", "the AuxK dead-latent loss (Gao et al.; both of the authors' arms use it)"),
+            ParamSpec::float("log_var_init", -2.0, -20.0, 10.0, "vSAE: initial bias of the log-variance (the authors' -2: sigma 0.37)"),
+            ParamSpec::float("kl_warmup", 0.1, 0.0, 1.0, "vSAE: fraction of the steps over which the KL weight rises linearly from 0"),
             ParamSpec::choice("data", &["synthetic", "digits"], "synthetic", "superposition with known features, or hidden activations of a digits network"),
             ParamSpec::float("kl_weight", 1.0, 0.0, 1e4, "vSAE: weight of the KL term"),
-            ParamSpec::choice("variance", &["learned", "fixed"], "learned", "vSAE posterior variance: learned per latent (arXiv version) or fixed at 1 (blog version)"),
+            ParamSpec::choice("variance", &["learned", "fixed"], "learned", "vSAE posterior variance: learned per latent (a sampled latent), or fixed (the latent is the mean, the KL an L2 pull on it; the authors' var_flag 0)"),
             ParamSpec::int("latents", 192, 1, 1_000_000, "dictionary size m"),
             ParamSpec::int("k", 8, 1, 100_000, "latents kept by TopK"),
-            ParamSpec::int("k_aux", 32, 1, 100_000, "AuxK: dead latents used to model the residual"),
+            ParamSpec::int("k_aux", 16, 1, 100_000, "AuxK: dead latents used to model the residual (d/2, as the authors)"),
             ParamSpec::float("aux_weight", 0.03125, 0.0, 1e4, "AuxK: weight of the auxiliary loss"),
             ParamSpec::int("steps", 3000, 1, 1_000_000_000, "training steps"),
             ParamSpec::int("batch", 256, 1, 1_000_000, "tokens per step"),
@@ -170,7 +181,8 @@ impl Experiment for VariationalSae {
             MetricSpec::new("dead_eval", "dead fraction (held-out means)").unit("fraction"),
             MetricSpec::new("dead_train", "dead fraction (training window)").unit("fraction"),
             MetricSpec::new("alive_eval", "alive fraction (held-out means)").unit("fraction"),
-            MetricSpec::new("l0", "L0 (latents per token)"),
+            MetricSpec::new("l0", "L0 (training samples)"),
+            MetricSpec::new("l0_eval", "L0 (held-out, deterministic)"),
             MetricSpec::new("kl", "KL per token"),
             MetricSpec::new("recovery", "feature recovery").unit("mean best cosine"),
             MetricSpec::new("loss", "training loss").log(),
@@ -183,7 +195,7 @@ impl Experiment for VariationalSae {
             "fvu",
             "dead_eval",
             "dead_train",
-            "l0",
+            "l0_eval",
             "kl",
             "recovery",
         ]
@@ -199,8 +211,8 @@ impl Experiment for VariationalSae {
     fn quick_profile(&self) -> Profile {
         Profile {
             preset: "vsae",
-            arms: &["topk", "vsae-kl1", "vsae-fixedvar-kl1"],
-            seeds: &[3],
+            arms: &["topk", "vsae-kl1", "vsae-kl0.1", "vsae-kl0"],
+            seeds: &[0],
             overrides: &[("steps", "1000")],
         }
     }
@@ -265,7 +277,7 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
     let acts = activations(&p, seed, ctx);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5AE);
     let variant = variant_of(&p);
-    let sae = Sae::new(
+    let mut sae = Sae::new(
         dev,
         acts.d,
         p.usize("latents"),
@@ -273,7 +285,14 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
         variant,
         &mut rng,
     );
+    if let Some(aux) = aux_of(&p) {
+        sae = sae.with_aux(aux);
+    }
+    // The decoder bias starts at the training data's mean (the usual SAE practice).
+    sae.set_decoder_bias(&acts.train_mean());
+    let steps = p.usize("steps") as f64;
     let mut run = SaeRun {
+        kl_warmup_steps: (p.f64("kl_warmup") * steps).round(),
         opt: Optimizer::new(Rule::adam(), p.f64("lr")),
         tracker: DeadFeatureTracker::new(sae.m, p.usize("dead_window") as u64),
         eval_set: EvalSet::new(dev, &acts),
@@ -297,6 +316,8 @@ struct SaeRun<D: Device<f32>> {
     rng: StdRng,
     /// L0, KL and loss of the last training step.
     last_step: (f64, f64, f64),
+    /// Steps over which the KL weight rises linearly from 0 (vSAE).
+    kl_warmup_steps: f64,
 }
 
 impl<D: Device<f32>> Trainer for SaeRun<D> {
@@ -310,6 +331,7 @@ impl<D: Device<f32>> Trainer for SaeRun<D> {
             ("dead_train", self.tracker.dead_fraction()),
             ("alive_eval", 1.0 - e.dead),
             ("l0", l0),
+            ("l0_eval", e.l0),
             ("loss", loss),
         ];
         if self.sae.variant.is_vsae() {
@@ -321,13 +343,17 @@ impl<D: Device<f32>> Trainer for SaeRun<D> {
         Ok(Evaluation::new(values))
     }
 
-    fn step(&mut self, _step: u64) -> Result<f64, RunStop> {
+    fn step(&mut self, step: u64) -> Result<f64, RunStop> {
         let x = self.acts.batch(self.batch, &mut self.rng);
-        let dead =
-            matches!(self.sae.variant, Variant::AuxK { .. }).then(|| self.tracker.dead_mask());
+        let dead = self.sae.aux.is_some().then(|| self.tracker.dead_mask());
+        let kl_scale = if self.kl_warmup_steps > 0.0 {
+            (step as f64 / self.kl_warmup_steps).min(1.0) as f32
+        } else {
+            1.0
+        };
         let mut out = self
             .sae
-            .train_step(&x, self.batch, dead.as_deref(), &mut self.rng);
+            .train_step(&x, self.batch, dead.as_deref(), kl_scale, &mut self.rng);
         if !out.loss.is_finite() {
             return Ok(out.loss as f64);
         }

@@ -2,12 +2,13 @@
 //! AuxK dead-latent loss, and the TopK variational SAE.
 //!
 //! Encoder: `pre = (x - b_dec) W_enc + b_enc` (`W_enc` is d x m). TopK SAE: `z = relu(topk(pre))`.
-//! vSAE: `pre` is the posterior mean mu; the log-variance is `(x - b_dec) W_lv + b_lv` (learned per
-//! latent) or 0 (fixed unit variance); a reparameterized sample `mu + sigma * eps` replaces the
-//! deterministic gating and TopK keeps the k largest: `z = relu(topk(mu + sigma * eps))`; the loss
-//! adds `kl_weight * KL(N(mu, sigma^2) || N(0, 1))`. Decoder: `x_hat = z W_dec + b_dec` with the
-//! rows of `W_dec` (one per latent) kept at unit norm. AuxK (Gao et al. 2024): the top `k_aux`
-//! dead latents reconstruct the main residual, `aux = |e - z_aux W_dec|^2`, added with a weight.
+//! vSAE (as the authors' code): the posterior mean is `mu = relu(pre)`; with a learned variance
+//! the log-variance is `clamp((x - b_dec) W_lv + b_lv, -6, 2)` and a reparameterized sample
+//! `mu + exp(lv / 2) eps` is the latent, with a fixed variance the latent is `mu`; TopK keeps the
+//! k largest `|z|` with their signs; the loss adds `kl_weight * KL(N(mu, sigma^2) || N(0, 1))`,
+//! warmed up. Decoder: `x_hat = z W_dec + b_dec` with the rows of `W_dec` (one per latent) kept at
+//! unit norm and `b_dec` starting at the data mean. AuxK (Gao et al. 2024): the top `k_aux` dead
+//! latents reconstruct the main residual, `|e - z_aux W_dec|^2 / var(e)`, added with a weight.
 //!
 //! Parameters are named in the store (`W_enc`, `b_enc`, `W_dec`, `b_dec`, and `W_lv`, `b_lv` for
 //! a learned variance); a step uploads its batch (and the vSAE's noise), everything else stays on
@@ -19,21 +20,32 @@ use crate::nn::transfer::{Download, Upload};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::metrics::topk::{topk_mask_on, topk_relu};
+use crate::metrics::topk::{topk_abs, topk_mask_on, topk_relu};
 use crate::nn::{ParamId, ParamStore, Taped};
 
 /// Which autoencoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Variant {
+    /// `z = relu(topk(pre))`.
     TopK,
-    AuxK {
-        k_aux: usize,
-        weight: f32,
-    },
+    /// The authors' TopK vSAE: mean `mu = relu(pre)`; with a learned variance the latent is a
+    /// reparameterized sample `z = mu + exp(lv / 2) eps` (`lv` clamped to [-6, 2], its bias
+    /// starting at `log_var_init`), with a fixed variance `z = mu`; TopK keeps the k largest
+    /// `|z|` with their signs; the loss adds `kl_weight * KL` (warmed up linearly).
     Vsae {
         kl_weight: f32,
         learned_variance: bool,
+        log_var_init: f32,
     },
+}
+
+/// The AuxK dead-latent loss of Gao et al. (2024): the top `k_aux` dead latents reconstruct the
+/// main residual; the squared error is normalized by the residual's variance and added with
+/// `weight`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AuxK {
+    pub k_aux: usize,
+    pub weight: f32,
 }
 
 impl Variant {
@@ -68,6 +80,8 @@ pub struct Sae<D: Device<f32> = Cpu> {
     pub m: usize,
     pub k: usize,
     pub variant: Variant,
+    /// The AuxK loss, when used.
+    pub aux: Option<AuxK>,
     pub store: ParamStore<f32, D>,
     ids: Ids,
 }
@@ -90,7 +104,10 @@ pub struct StepOut<D: Device<f32>> {
 }
 
 impl<D: Device<f32>> Sae<D> {
-    /// Decoder rows random unit vectors; encoder initialized to the decoder's transpose.
+    /// Decoder rows random unit vectors; encoder initialized to the decoder's transpose; the
+    /// decoder bias at `b_dec` (the data mean, as SAEs usually start; zeros when empty); the
+    /// log-variance encoder Kaiming-uniform (a = 0.01) with its bias at `log_var_init`, as in the
+    /// authors' code.
     pub fn new(
         dev: &D,
         d: usize,
@@ -116,24 +133,27 @@ impl<D: Device<f32>> Sae<D> {
         let b_enc = store.add_filled("b_enc", &[m], 0.0);
         let w_dec = store.add("W_dec", &[m, d], w_dec);
         let b_dec = store.add_filled("b_dec", &[d], 0.0);
-        let lv = matches!(
-            variant,
+        let lv = match variant {
             Variant::Vsae {
                 learned_variance: true,
+                log_var_init,
                 ..
+            } => {
+                let bound = (6.0 / ((1.0 + 0.01f32 * 0.01) * d as f32)).sqrt();
+                let w: Vec<f32> = (0..d * m).map(|_| rng.gen_range(-bound..bound)).collect();
+                Some((
+                    store.add("W_lv", &[d, m], w),
+                    store.add_filled("b_lv", &[m], log_var_init),
+                ))
             }
-        )
-        .then(|| {
-            (
-                store.add_filled("W_lv", &[d, m], 0.0),
-                store.add_filled("b_lv", &[m], 0.0),
-            )
-        });
+            _ => None,
+        };
         Sae {
             d,
             m,
             k,
             variant,
+            aux: None,
             store,
             ids: Ids {
                 w_enc,
@@ -143,6 +163,17 @@ impl<D: Device<f32>> Sae<D> {
                 lv,
             },
         }
+    }
+
+    /// With the AuxK loss.
+    pub fn with_aux(mut self, aux: AuxK) -> Sae<D> {
+        self.aux = Some(aux);
+        self
+    }
+
+    /// Sets the decoder bias (the data mean, before training).
+    pub fn set_decoder_bias(&mut self, b_dec: &[f32]) {
+        self.store.upload(self.ids.b_dec, b_dec.to_vec());
     }
 
     fn upload(&self, x: &[f32], b: usize) -> Matrix<D> {
@@ -173,6 +204,7 @@ impl<D: Device<f32>> Sae<D> {
         x: &[f32],
         b: usize,
         dead: Option<&[bool]>,
+        kl_scale: f32,
         rng: &mut impl Rng,
     ) -> StepOut<D> {
         let (d, m) = (self.d, self.m);
@@ -181,30 +213,33 @@ impl<D: Device<f32>> Sae<D> {
         let (pre, xc_lv) = self.encoder_pre(&xt);
         let (z, kl) = match self.variant {
             Variant::Vsae { .. } => {
-                let (mu, mu_kl) = dup(pre);
-                let eps: Vec<f32> = (0..b * m).map(|_| StandardNormal.sample(rng)).collect();
-                let eps = dev.upload(eps, (b, m));
+                let (mu, mu_kl) = dup(pre.relu());
+                let mu_kl = mu_kl.clamp(-10.0, 10.0);
                 if let Some((w_lv, b_lv)) = self.ids.lv {
-                    let lv = xc_lv.matmul(self.store.matrix(w_lv))
+                    let eps: Vec<f32> = (0..b * m).map(|_| StandardNormal.sample(rng)).collect();
+                    let eps = dev.upload(eps, (b, m));
+                    let lv = (xc_lv.matmul(self.store.matrix(w_lv))
                         + self
                             .store
                             .vector(b_lv)
-                            .broadcast_like::<_, Axis<0>>(&(b, m));
+                            .broadcast_like::<_, Axis<0>>(&(b, m)))
+                    .clamp(-6.0, 2.0);
                     let (lv, lv_kl) = dup(lv);
                     let (lv_kl, lv_kl2) = dup(lv_kl);
                     let sample = mu + (lv * 0.5).exp() * eps;
                     // KL = 1/2 sum (mu^2 + e^lv - lv - 1), mean over tokens.
                     let kl = (mu_kl.square() + lv_kl.exp() - lv_kl2 - 1.0).sum::<Rank0, _>()
                         * (0.5 / b as f32);
-                    (topk_relu(sample, self.k), Some(kl))
+                    (topk_abs(sample, self.k), Some(kl))
                 } else {
-                    // Unit variance: the KL reduces to a pull of the means towards 0.
-                    let sample = mu + eps;
+                    // Fixed variance (the authors' var_flag 0): the latent is the mean itself,
+                    // and the KL reduces to a pull of the means towards 0.
+                    drop(xc_lv);
                     let kl = mu_kl.square().sum::<Rank0, _>() * (0.5 / b as f32);
-                    (topk_relu(sample, self.k), Some(kl))
+                    (topk_abs(mu, self.k), Some(kl))
                 }
             }
-            _ => {
+            Variant::TopK => {
                 drop(xc_lv);
                 (topk_relu(pre, self.k), None)
             }
@@ -228,11 +263,11 @@ impl<D: Device<f32>> Sae<D> {
             let (kl_values, kl_tape) = kl.split_tape();
             kl_value = kl_values.download()[0];
             if let Variant::Vsae { kl_weight, .. } = self.variant {
-                loss = loss + kl_values.put_tape(kl_tape) * kl_weight;
+                loss = loss + kl_values.put_tape(kl_tape) * (kl_weight * kl_scale);
             }
         }
         let mut aux_value = 0.0;
-        if let (Variant::AuxK { k_aux, weight }, Some(dead)) = (self.variant, dead) {
+        if let (Some(AuxK { k_aux, weight }), Some(dead)) = (self.aux, dead) {
             // The residual of the main reconstruction is the aux path's constant target; the
             // aux graph traces the parameters again, so its gradients add to the main ones.
             let e = xt.clone() - xhat_values;
@@ -254,9 +289,9 @@ impl<D: Device<f32>> Sae<D> {
         }
     }
 
-    /// The AuxK loss graph `|e - z_aux W_dec|^2` (mean over tokens): `z_aux` keeps the top
-    /// `k_aux` pre-activations among the `dead` latents; the residual `e` is a constant. None
-    /// when no latent is dead.
+    /// The AuxK loss graph `|e - z_aux W_dec|^2 / var(e)` (means over tokens; the variance
+    /// summed over dimensions): `z_aux` keeps the top `k_aux` pre-activations among the `dead`
+    /// latents; the residual `e` is a constant. None when no latent is dead.
     fn aux_graph(
         &self,
         xt: &Matrix<D>,
@@ -282,7 +317,16 @@ impl<D: Device<f32>> Sae<D> {
         let mask = topk_mask_on(&masked, k_aux) * dead_t;
         let z_aux = (pre_values.put_tape(pre_tape) * mask).relu();
         let e_hat = z_aux.matmul(self.store.matrix(self.ids.w_dec));
-        Some((e_hat - e.clone()).square().sum::<Rank0, _>() * (1.0 / b as f32))
+        // Normalized by the residual's variance (summed over dimensions, mean over tokens).
+        let d = self.d;
+        let centred = e.clone()
+            - e.clone()
+                .mean::<(usize,), Axis<0>>()
+                .broadcast_like::<_, Axis<0>>(&(b, d));
+        let variance = centred.square().sum::<Rank0, _>().download()[0] / b as f32;
+        Some(
+            (e_hat - e.clone()).square().sum::<Rank0, _>() * (1.0 / (b as f32 * (variance + 1e-8))),
+        )
     }
 
     /// The AuxK loss value and gradients alone (tests).
