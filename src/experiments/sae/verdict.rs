@@ -29,7 +29,7 @@ fn unusable(r: &FinishedRun) -> Option<String> {
         return Some(format!("{}: {}, left out", r.label(), r.status.describe()));
     }
     let fvu = r.value("fvu");
-    (!(fvu < FVU_LEARNED)).then(|| {
+    (fvu.is_nan() || fvu >= FVU_LEARNED).then(|| {
         format!(
             "{}: held-out FVU {fvu:.3} >= {FVU_LEARNED}: learned no representation, left out",
             r.label()
