@@ -305,3 +305,33 @@ async fn bad_launch_requests_are_one_line_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn without_sgd_noise_the_trace_bound_does_not_hold() {
+    // The theorem's mechanism is the noise of batch-1 SGD. Switched off (full-batch GD at the
+    // same learning rates), the minima it reaches break tr(H) <= 2/eta: check (i), applied to
+    // those runs as if they were its batch-1 runs, FAILS.
+    use reglab::experiments::{self, FinishedRun};
+    use reglab::params::ParamValue;
+    let exp = experiments::find("sgd-stability").unwrap();
+    let profile = exp.quick_profile();
+    let mut runs = Vec::new();
+    for arm in ["diag-gd-eta0.04", "diag-gd-eta0.12"] {
+        let (end, _) = profile
+            .run_arm(arm, 0, &[], reglab::device::DeviceChoice::Cpu)
+            .unwrap();
+        let mut params = profile.arm_params(arm, &[]).unwrap();
+        params.set("optimizer", ParamValue::Text("sgd".into()));
+        params.set("batch", ParamValue::Int(1));
+        runs.push(FinishedRun {
+            arm: arm.into(),
+            seed: 0,
+            params,
+            status: RunStatus::Completed { steps: end.steps },
+            final_values: end.final_values,
+        });
+    }
+    let v = exp.verdict("claim", "sgd-stability", &runs);
+    let c = v.check("i").unwrap();
+    assert_eq!(c.outcome, Outcome::Fails, "{:?}", c.evidence);
+}

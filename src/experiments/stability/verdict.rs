@@ -41,7 +41,15 @@ fn arms(runs: &[FinishedRun]) -> Vec<Arm<'_>> {
             let sgd = r.params.text("optimizer") == "sgd";
             Arm {
                 run: r,
-                model: r.params.text("model").to_string(),
+                // The ReLU student's width and sample count set its regime: one group each.
+                model: match r.params.text("model") {
+                    "relu" => format!(
+                        "relu(m={}, n={})",
+                        r.params.usize("width"),
+                        r.params.usize("n_train")
+                    ),
+                    other => other.to_string(),
+                },
                 sgd,
                 batch: if sgd {
                     r.params.usize("batch").min(r.params.usize("n_train"))
