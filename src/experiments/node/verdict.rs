@@ -139,7 +139,7 @@ fn nfe_check(
             };
             let ok = ratio <= NFE_RATIO && score_ok;
             let at_floor = if nfe <= floor && base_nfe <= floor {
-                " (both at the solver's floor)"
+                " (both at or below the count for f = 0)"
             } else {
                 ""
             };
@@ -147,7 +147,7 @@ fn nfe_check(
                 ok,
                 format!(
                     "{} (seed {seed}): test NFE {nfe:.0} vs unregularized {base_nfe:.0} = \
-                     {ratio:.3}x (floor {floor:.0}{at_floor}); {score_line}; {:.1} vs {:.1} us \
+                     {ratio:.3}x (f = 0 needs {floor:.0}{at_floor}); {score_line}; {:.1} vs {:.1} us \
                      per prediction{}",
                     r.arm,
                     r.value("us_per_prediction"),
