@@ -9,6 +9,7 @@ use reglab::engine::LaunchRequest;
 use reglab::experiments::node::{step_taped, Dynamics};
 use reglab::headless;
 use reglab::ode::{self, Step, Tolerances};
+use reglab::params::Override;
 use reglab::verdict::Outcome;
 
 const TOL: Tolerances = Tolerances {
@@ -116,8 +117,14 @@ fn gradients_through_the_solver_match_finite_differences() {
     assert!(checked >= 10);
 }
 
+/// At this toy scale (200 steps, an 8-dimensional state over [0, 1]) the unregularized model
+/// already needs barely more evaluations than the solver spends on f = 0 (its `nfe_floor`), so
+/// the authors' fresh-step local regularizer cannot reach 0.75x: check (i) fails, and the run
+/// says so. The accepted-step ablation, whose penalty pushes the dynamics towards zero until the
+/// initial-step choice covers the interval in one step, does cut the test NFE below that count
+/// at similar accuracy (check ia).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_regularization_cuts_nfe_at_similar_accuracy() {
+async fn local_regularization_at_toy_scale() {
     let root = tempfile::tempdir().unwrap();
     let profile = reglab::experiments::find("local-reg-node")
         .unwrap()
@@ -128,12 +135,49 @@ async fn local_regularization_cuts_nfe_at_similar_accuracy() {
         .await
         .unwrap();
     let c = res.verdict.check("i").unwrap();
-    assert_eq!(c.outcome, Outcome::Holds, "{text}");
+    assert_eq!(c.outcome, Outcome::Fails, "{text}");
     let ratio = c.numbers["digits-local.s1.nfe_ratio"];
+    let floor = c.numbers["digits-local.s1.nfe_floor"];
+    assert!(ratio > 0.75, "{ratio}\n{text}");
+    assert!(floor > 0.0 && floor <= 50.0, "{floor}\n{text}");
+    let a = res.verdict.check("ia").unwrap();
+    assert!(a.informational);
+    assert_eq!(a.outcome, Outcome::Holds, "{text}");
+    let ratio = a.numbers["digits-local-accepted.s1.nfe_ratio"];
     assert!(ratio <= 0.75, "{ratio}\n{text}");
-    let (acc, base) = (
-        c.numbers["digits-local.s1.score"],
-        c.numbers["digits-local.s1.base_score"],
+    let (acc, base, bar) = (
+        a.numbers["digits-local-accepted.s1.score"],
+        a.numbers["digits-local-accepted.s1.base_score"],
+        a.numbers["digits-local-accepted.s1.acc_bar"],
     );
-    assert!(acc >= base - 0.01 && base > 0.85, "{acc} vs {base}\n{text}");
+    assert!(bar > 0.0 && bar < 0.1, "{bar}");
+    assert!(acc >= base - bar && base > 0.85, "{acc} vs {base}\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_regularizer_the_local_arm_does_not_hold() {
+    // The quick profile with the mechanism switched off: reg_weight 0 on the local arm.
+    let root = tempfile::tempdir().unwrap();
+    let profile = reglab::experiments::find("local-reg-node")
+        .unwrap()
+        .quick_profile();
+    let p = profile.preset().unwrap();
+    let mut req = LaunchRequest::from(&profile);
+    req.overrides.push(Override {
+        key: "reg_weight".into(),
+        value: "0".into(),
+    });
+    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+        .await
+        .unwrap();
+    // Neither the authors' local arm nor the accepted-step ablation (which meets the bar with
+    // its regularizer on) holds.
+    let c = res.verdict.check("i").unwrap();
+    assert_ne!(c.outcome, Outcome::Holds, "{text}");
+    let ratio = c.numbers["digits-local.s1.nfe_ratio"];
+    assert!(ratio > 0.75, "{ratio}\n{text}");
+    let a = res.verdict.check("ia").unwrap();
+    assert_ne!(a.outcome, Outcome::Holds, "{text}");
+    let ratio = a.numbers["digits-local-accepted.s1.nfe_ratio"];
+    assert!(ratio > 0.75, "{ratio}\n{text}");
 }
