@@ -116,7 +116,7 @@ fn picker_lists_presets_with_status_and_details() {
         s.contains("2 vsae") && s.contains("short-stability") && s.contains("slow-stability"),
         "{s}"
     );
-    assert!(s.contains("Claim") && s.contains("Arms (20)"), "{s}");
+    assert!(s.contains("Claim") && s.contains("Arms (23)"), "{s}");
     assert!(s.contains("Lei Wu (2023)"), "{s}");
 }
 

@@ -46,9 +46,10 @@ mod tests {
         atoms.extend((0..(m - n) * d).map(|_| rng.gen::<f32>() - 0.5));
         let s = recovery_score(&truth, n, &atoms, m, d);
         assert!((s - 1.0).abs() < 1e-6, "{s}");
-        // Sign-flipped atoms point away from the features: the signed score is -1.
-        let flipped: Vec<f32> = truth.iter().map(|x| -x).collect();
-        let f = recovery_score(&truth, n, &flipped, n, d);
+        // A sign-flipped atom points away from its feature: the signed score is -1 (the
+        // absolute cosine would call it recovered).
+        let flipped: Vec<f32> = truth[..d].iter().map(|x| -x).collect();
+        let f = recovery_score(&truth[..d], 1, &flipped, 1, d);
         assert!((f + 1.0).abs() < 1e-6, "{f}");
         let random: Vec<f32> = (0..m * d).map(|_| rng.gen::<f32>() - 0.5).collect();
         let r = recovery_score(&truth, n, &random, m, d);
