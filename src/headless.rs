@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::engine::{EngineEvent, LaunchRequest, RunManager};
 use crate::experiments::{self, RunStatus};
@@ -25,7 +24,7 @@ pub struct HeadlessOutcome {
 /// Errors (bad arms or parameters, an unwritable runs folder) are one line.
 pub async fn run(
     manager: Arc<RunManager>,
-    events: &mut UnboundedReceiver<EngineEvent>,
+    events: &mut crate::engine::EventReceiver,
     preset: &Preset,
     req: &LaunchRequest,
     out: &mut (dyn Write + Send),

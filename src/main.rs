@@ -74,17 +74,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Runs => {
-            let runs = store.list();
+            // Every run folder, also those that cannot be read (with the reason).
+            let runs = store.list_all();
             if runs.is_empty() {
                 println!("no runs under {}", store.root.display());
             }
-            for r in runs {
-                let status = r
-                    .summary
-                    .as_ref()
-                    .map(|s| s.status.describe())
-                    .unwrap_or_else(|| "running or interrupted".into());
-                println!("{}  {}", r.dir.display(), status);
+            for (dir, state) in runs {
+                println!("{}  {}", dir.display(), state.describe());
             }
             ExitCode::SUCCESS
         }
@@ -148,7 +144,10 @@ fn main() -> ExitCode {
                 match headless::run(manager, &mut events, preset, &req, &mut out).await {
                     Ok(_) => {
                         let _ = out.flush();
-                        ExitCode::SUCCESS
+                        match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                            0 => ExitCode::SUCCESS,
+                            code => ExitCode::from(code),
+                        }
                     }
                     Err(e) => fail(e),
                 }
@@ -175,24 +174,42 @@ fn workbench(presets: Vec<Preset>, store: RunStore, jobs: usize) -> ExitCode {
     }
 }
 
-/// Ctrl-C and SIGTERM stop every run (each keeps the metrics written so far; a second one exits
-/// at once). SIGHUP, a dropped SSH session, is ignored: the runs go on to completion.
+/// The exit code an interrupting signal asks for (0: none arrived): 130 after SIGINT, 143 after
+/// SIGTERM, as shells report them.
+static INTERRUPTED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Ctrl-C and SIGTERM stop every run (each keeps the metrics written so far); once every launch
+/// has written its verdict the process exits with 130 or 143, even when stdout is blocked (a
+/// pager not being read). A second one exits at once. SIGHUP, a dropped SSH session, is
+/// ignored: the runs go on to completion.
 fn spawn_signal_handlers(manager: Arc<RunManager>) {
     #[cfg(unix)]
     {
+        use std::sync::atomic::Ordering;
         use tokio::signal::unix::{signal, SignalKind};
-        let kinds = [SignalKind::interrupt(), SignalKind::terminate()];
-        for kind in kinds {
+        let kinds = [(SignalKind::interrupt(), 130u8), (SignalKind::terminate(), 143u8)];
+        for (kind, code) in kinds {
             let m = manager.clone();
             if let Ok(mut s) = signal(kind) {
                 tokio::spawn(async move {
                     s.recv().await;
+                    let _ = INTERRUPTED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
                     eprintln!(
                         "reglab: stopping every run (metrics so far are kept); again to quit now"
                     );
                     m.stop_all();
+                    // Everything is on disk once the manager is idle: leave then, whatever the
+                    // printer is waiting for.
+                    let watch = m.clone();
+                    tokio::spawn(async move {
+                        while !watch.idle() {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        std::process::exit(INTERRUPTED.load(Ordering::SeqCst) as i32);
+                    });
                     s.recv().await;
-                    std::process::exit(130);
+                    std::process::exit(code as i32);
                 });
             }
         }

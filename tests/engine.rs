@@ -33,7 +33,7 @@ fn manager(
     jobs: usize,
 ) -> (
     RunManager,
-    tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+    reglab::engine::EventReceiver,
 ) {
     RunManager::new(RunStore::new(root), jobs, tokio::runtime::Handle::current())
 }
@@ -130,7 +130,7 @@ async fn a_diverging_run_ends_at_its_step_while_the_others_finish() {
 
 /// Collects every metric event of one launch until it ends.
 async fn collect(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+    events: &mut reglab::engine::EventReceiver,
 ) -> (
     BTreeMap<u64, Vec<reglab::engine::MetricPoint>>,
     BTreeMap<u64, RunStatus>,

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::events::{EventReceiver, EventSender};
 use super::store::{self, MetricPoint, MetricsWriter, RunConfig, RunStore, RunSummary};
 use crate::device::DeviceChoice;
 use crate::experiments::{
@@ -141,10 +142,12 @@ pub fn resolve(preset: &Preset, req: &LaunchRequest) -> Result<Vec<(String, u64,
 pub struct RunManager {
     store: RunStore,
     limit: Arc<Semaphore>,
-    events: mpsc::UnboundedSender<EngineEvent>,
+    events: EventSender,
     stops: Mutex<HashMap<RunId, Arc<AtomicBool>>>,
     next_id: AtomicU64,
     runtime: tokio::runtime::Handle,
+    /// Launches whose verdict is not written yet.
+    unfinished: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RunManager {
@@ -153,8 +156,8 @@ impl RunManager {
         store: RunStore,
         jobs: usize,
         runtime: tokio::runtime::Handle,
-    ) -> (RunManager, mpsc::UnboundedReceiver<EngineEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (RunManager, EventReceiver) {
+        let (tx, rx) = super::events::channel();
         (
             RunManager {
                 store,
@@ -163,6 +166,7 @@ impl RunManager {
                 stops: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 runtime,
+                unfinished: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             },
             rx,
         )
@@ -221,6 +225,8 @@ impl RunManager {
             handles.push(self.spawn_run(exp, info.clone(), stop));
         }
         let events = self.events.clone();
+        let unfinished = self.unfinished.clone();
+        unfinished.fetch_add(1, Ordering::SeqCst);
         let claim = preset.claim.clone();
         let preset_id = preset.id.clone();
         let launch_dir = dir.clone();
@@ -242,7 +248,8 @@ impl RunManager {
                     }
                 }
             }
-            let _ = events.send(EngineEvent::LaunchEnded {
+            unfinished.fetch_sub(1, Ordering::SeqCst);
+            events.send(EngineEvent::LaunchEnded {
                 launch: launch_id,
                 verdict: verdict.clone(),
             });
@@ -292,7 +299,7 @@ impl RunManager {
                 );
                 (status, BTreeMap::new())
             } else {
-                let _ = events.send(EngineEvent::Started { run: info.id });
+                events.send(EngineEvent::Started { run: info.id });
                 let (i, ev, st) = (info.clone(), events.clone(), stop.clone());
                 match tokio::task::spawn_blocking(move || train(exp, &i, ev, &st)).await {
                     Ok(r) => r,
@@ -305,7 +312,7 @@ impl RunManager {
                 }
             };
             drop(permit);
-            let _ = events.send(EngineEvent::Ended {
+            events.send(EngineEvent::Ended {
                 run: info.id,
                 status: status.clone(),
                 final_values: final_values.clone(),
@@ -327,6 +334,11 @@ impl RunManager {
         }
     }
 
+    /// True when every launch has ended and its verdict is written (everything is on disk).
+    pub fn idle(&self) -> bool {
+        self.unfinished.load(Ordering::SeqCst) == 0
+    }
+
     /// Asks every run to stop.
     pub fn stop_all(&self) {
         for s in self.stops.lock().unwrap().values() {
@@ -340,7 +352,7 @@ struct EngineSink {
     run: RunId,
     writer: Option<MetricsWriter>,
     write_error: Option<String>,
-    events: mpsc::UnboundedSender<EngineEvent>,
+    events: EventSender,
     started: Instant,
 }
 
@@ -357,14 +369,14 @@ impl MetricSink for EngineSink {
                     .get_or_insert(format!("writing metrics.jsonl: {e}"));
             }
         }
-        let _ = self.events.send(EngineEvent::Metrics {
+        self.events.send(EngineEvent::Metrics {
             run: self.run,
             point,
         });
     }
 
     fn log(&mut self, line: String) {
-        let _ = self.events.send(EngineEvent::Log {
+        self.events.send(EngineEvent::Log {
             run: self.run,
             line,
         });
@@ -375,7 +387,7 @@ impl MetricSink for EngineSink {
 fn train(
     exp: &'static dyn Experiment,
     info: &RunInfo,
-    events: mpsc::UnboundedSender<EngineEvent>,
+    events: EventSender,
     stop: &AtomicBool,
 ) -> (RunStatus, BTreeMap<String, f64>) {
     let started = Instant::now();
@@ -433,7 +445,7 @@ fn train(
 /// `points` points written into `dir`. For benchmarks.
 pub fn record_cost_per_point(dir: &std::path::Path, points: usize, width: usize) -> f64 {
     const NAMES: [&str; 8] = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"];
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = super::events::channel();
     let mut sink = EngineSink {
         run: 0,
         writer: MetricsWriter::create(&dir.join("metrics.jsonl")).ok(),

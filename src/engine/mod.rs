@@ -1,8 +1,10 @@
 //! The engine: the run manager (background training, events, stop) and the run store on disk.
 //! Nothing here touches the terminal.
 
+pub mod events;
 pub mod manager;
 pub mod store;
 
+pub use events::{EventReceiver, EventSender};
 pub use manager::{EngineEvent, Launch, LaunchRequest, RunId, RunInfo, RunManager};
 pub use store::{MetricPoint, RunStore};

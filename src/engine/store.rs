@@ -148,8 +148,66 @@ pub fn write_config(dir: &Path, c: &RunConfig) -> std::io::Result<()> {
     write_json_atomic(&dir.join("config.json"), c)
 }
 
+/// Writes the run's summary; the run's writer is done with it (its `writer.pid` goes).
 pub fn write_summary(dir: &Path, s: &RunSummary) -> std::io::Result<()> {
-    write_json_atomic(&dir.join("summary.json"), s)
+    write_json_atomic(&dir.join("summary.json"), s)?;
+    let _ = fs::remove_file(dir.join(WRITER_PID));
+    Ok(())
+}
+
+/// A run folder's writer: the id of the process that will write its summary, present until it
+/// has. A folder without a summary whose writer is gone was interrupted (killed).
+pub const WRITER_PID: &str = "writer.pid";
+
+/// Whether a process with this id is alive (Linux: `/proc/<pid>`; elsewhere assumed alive).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+/// What a run folder holds, as a listing shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunState {
+    /// Its summary: how it ended.
+    Ended(RunStatus),
+    /// Its writer is alive (this or another process).
+    Running,
+    /// No summary and no live writer: the process was killed.
+    Interrupted,
+    /// A file could not be read: the reason.
+    Unreadable(String),
+}
+
+impl RunState {
+    pub fn describe(&self) -> String {
+        match self {
+            RunState::Ended(s) => s.describe(),
+            RunState::Running => "running".into(),
+            RunState::Interrupted => "interrupted (its process ended without a summary)".into(),
+            RunState::Unreadable(e) => format!("unreadable: {e}"),
+        }
+    }
+}
+
+/// The state of the run in `dir`, never failing: what cannot be read says why.
+pub fn run_state(dir: &Path) -> RunState {
+    let summary_path = dir.join("summary.json");
+    if summary_path.exists() {
+        return match read_json::<RunSummary>(&summary_path) {
+            Ok(s) => RunState::Ended(s.status),
+            Err(e) => RunState::Unreadable(e),
+        };
+    }
+    match fs::read_to_string(dir.join(WRITER_PID)) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(pid) if process_alive(pid) => RunState::Running,
+            _ => RunState::Interrupted,
+        },
+        Err(_) => RunState::Interrupted,
+    }
 }
 
 pub fn write_verdict(launch_dir: &Path, v: &Verdict) -> std::io::Result<()> {
@@ -227,10 +285,26 @@ impl RunStore {
         let dir = launch_dir.join(format!("{}-s{}", config.arm, config.seed));
         fs::create_dir_all(&dir)?;
         write_config(&dir, config)?;
+        fs::write(dir.join(WRITER_PID), std::process::id().to_string())?;
         Ok(dir)
     }
 
-    /// Every run under the root (launch folders one level down), oldest launch first.
+    /// Every run folder under the root with its state, including those whose files cannot be
+    /// read (with the reason), oldest launch first.
+    pub fn list_all(&self) -> Vec<(PathBuf, RunState)> {
+        self.run_dirs()
+            .into_iter()
+            .map(|d| {
+                let state = match read_json::<RunConfig>(&d.join("config.json")) {
+                    Ok(_) => run_state(&d),
+                    Err(e) => RunState::Unreadable(e),
+                };
+                (d, state)
+            })
+            .collect()
+    }
+
+    /// Every readable run under the root (launch folders one level down), oldest launch first.
     pub fn list(&self) -> Vec<StoredRun> {
         self.run_dirs()
             .into_iter()
@@ -261,6 +335,11 @@ impl RunStore {
         }
         out
     }
+}
+
+/// Reads a run's `config.json`.
+pub fn read_config(dir: &Path) -> Result<RunConfig, String> {
+    read_json(&dir.join("config.json"))
 }
 
 /// Opens one run directory.

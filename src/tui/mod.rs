@@ -90,7 +90,7 @@ pub async fn run_loop<B: Backend>(
     app: &mut App,
     manager: &RunManager,
     input: &mut mpsc::UnboundedReceiver<Event>,
-    engine: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    engine: &mut crate::engine::EventReceiver,
     signals: &mut mpsc::UnboundedReceiver<Signal>,
 ) -> io::Result<LoopExit> {
     run_loop_with(terminal, app, manager, input, engine, signals, false).await
@@ -102,7 +102,7 @@ pub async fn run_loop_with<B: Backend>(
     app: &mut App,
     manager: &RunManager,
     input: &mut mpsc::UnboundedReceiver<Event>,
-    engine: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    engine: &mut crate::engine::EventReceiver,
     signals: &mut mpsc::UnboundedReceiver<Signal>,
     always_draw: bool,
 ) -> io::Result<LoopExit> {
@@ -235,7 +235,7 @@ fn spawn_signal_task() -> mpsc::UnboundedReceiver<Signal> {
 pub async fn drain_launches(
     app: &mut App,
     manager: &RunManager,
-    engine: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    engine: &mut crate::engine::EventReceiver,
     signals: &mut mpsc::UnboundedReceiver<Signal>,
     print: bool,
 ) {
@@ -284,7 +284,7 @@ pub async fn drain_launches(
 pub fn run(
     app: App,
     manager: Arc<RunManager>,
-    engine: mpsc::UnboundedReceiver<EngineEvent>,
+    engine: crate::engine::EventReceiver,
     rt: &tokio::runtime::Runtime,
 ) -> io::Result<u8> {
     let mut app = app;
@@ -322,6 +322,7 @@ pub fn run(
     let say = |line: String| {
         let _ = writeln!(io::stdout(), "{line}");
     };
+    let mut code = 0u8;
     match exit {
         LoopExit::Quit(QuitMode::Now) => {
             // Nothing is running, but a verdict may still be being written.
@@ -334,6 +335,13 @@ pub fn run(
             ));
         }
         LoopExit::Quit(QuitMode::StopRuns) | LoopExit::Signal(Signal::Terminate) => {
+            // Runs stopped on request: an interrupted launch exits non-zero (130 for the user's
+            // Ctrl-C or quit-and-stop, 143 for SIGTERM), so scripts can tell.
+            if matches!(exit, LoopExit::Signal(Signal::Terminate)) {
+                code = 143;
+            } else if app.active_runs() > 0 {
+                code = 130;
+            }
             manager.stop_all();
             say(format!(
                 "reglab: stopping every run; metrics written so far are kept in {}",
@@ -372,5 +380,5 @@ pub fn run(
             ));
         }
     }
-    Ok(0)
+    Ok(code)
 }

@@ -30,17 +30,30 @@ pub enum Origin {
 pub enum Phase {
     Queued,
     Running,
-    /// Stored, without a summary: another process is writing it, or it was interrupted.
+    /// Stored, without a summary, its writer alive: another process is writing it.
     Elsewhere,
     Ended(RunStatus),
+    /// Stored, without a summary and without a live writer (killed), or with files that cannot
+    /// be read: why.
+    Stale(String),
 }
 
 impl Phase {
+    /// A stored run's phase from its folder's state.
+    pub fn of(state: store::RunState) -> Phase {
+        match state {
+            store::RunState::Ended(s) => Phase::Ended(s),
+            store::RunState::Running => Phase::Elsewhere,
+            other => Phase::Stale(other.describe()),
+        }
+    }
+
     pub fn word(&self) -> String {
         match self {
             Phase::Queued => "queued".into(),
             Phase::Running => "running".into(),
             Phase::Elsewhere => "running elsewhere".into(),
+            Phase::Stale(why) => why.clone(),
             Phase::Ended(RunStatus::Completed { .. }) => "done".into(),
             Phase::Ended(s) => s.describe(),
         }
@@ -91,9 +104,8 @@ impl RunView {
 
     /// A run read from its directory (metrics so far, and its status if it has ended).
     pub fn from_store(dir: &Path) -> Option<RunView> {
-        let r = store::open_run(dir).ok()?;
-        let total = r
-            .config
+        let config = store::read_config(dir).ok()?;
+        let total = config
             .params
             .get("steps")
             .and_then(|v| match v {
@@ -103,16 +115,13 @@ impl RunView {
             .unwrap_or(0);
         let mut v = RunView {
             origin: Origin::Stored,
-            preset: r.config.preset.clone(),
-            arm: r.config.arm.clone(),
-            seed: r.config.seed,
+            preset: config.preset.clone(),
+            arm: config.arm.clone(),
+            seed: config.seed,
             dir: dir.to_path_buf(),
             total_steps: total,
-            params: r.config.params.clone(),
-            phase: match r.summary {
-                Some(s) => Phase::Ended(s.status),
-                None => Phase::Elsewhere,
-            },
+            params: config.params.clone(),
+            phase: Phase::of(store::run_state(dir)),
             series: BTreeMap::new(),
             step: 0,
             elapsed_s: 0.0,
@@ -168,11 +177,7 @@ impl RunView {
             }
         }
         if self.phase == Phase::Elsewhere {
-            if let Ok(r) = store::open_run(&self.dir) {
-                if let Some(s) = r.summary {
-                    self.phase = Phase::Ended(s.status);
-                }
-            }
+            self.phase = Phase::of(store::run_state(&self.dir));
         }
     }
 

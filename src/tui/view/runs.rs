@@ -29,7 +29,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 Phase::Running | Phase::Queued => Color::Green,
                 Phase::Elsewhere => Color::Yellow,
                 Phase::Ended(s) if s.describe().starts_with("completed") => Color::Gray,
-                Phase::Ended(_) => Color::Red,
+                Phase::Ended(_) | Phase::Stale(_) => Color::Red,
             };
             let place = match r.origin {
                 Origin::Own(_) => "this session".to_string(),
