@@ -41,6 +41,8 @@ pub struct Cli {
     pub presets_dirs: Vec<PathBuf>,
     pub runs_dir: PathBuf,
     pub jobs: usize,
+    /// `--max-memory`: launches whose runs would need more are refused.
+    pub max_memory: Option<u64>,
 }
 
 pub const USAGE: &str = "\
@@ -65,7 +67,24 @@ options:
   --presets DIR     also load the presets in DIR (repeatable)
   --jobs N          run at most N runs at once (default: number of cores)
   --device D        cpu (default) or cuda (binaries built with the cuda feature)
+  --max-memory SIZE refuse launches whose runs would need more (e.g. 8G; default: the
+                    memory available now)
 ";
+
+/// A byte count: a number with an optional K, M, G or T suffix (powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.strip_suffix('B').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'K' => (&t[..t.len() - 1], 1u64 << 10),
+        'M' => (&t[..t.len() - 1], 1 << 20),
+        'G' => (&t[..t.len() - 1], 1 << 30),
+        'T' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n.is_finite() && n > 0.0).then(|| (n * mult as f64) as u64)
+}
 
 fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a String, String> {
     it.next()
@@ -80,6 +99,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         jobs: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        max_memory: None,
     };
     let mut positional: Vec<&String> = Vec::new();
     let mut arms = Vec::new();
@@ -89,8 +109,12 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut torch_cases = false;
     let mut threads = 0usize;
     let mut device = DeviceChoice::Cpu;
+    let mut flags: Vec<&str> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a.starts_with("--") {
+            flags.push(a.as_str());
+        }
         match a.as_str() {
             "-h" | "--help" => cli.command = Command::Help,
             "-V" | "--version" => cli.command = Command::Version,
@@ -110,7 +134,19 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                         .map_err(|_| format!("--seed {v}: expected a non-negative integer"))?,
                 );
             }
-            "--runs" => cli.runs_dir = PathBuf::from(value(a, &mut it)?),
+            "--runs" => {
+                let v = value(a, &mut it)?;
+                if v.trim().is_empty() {
+                    return Err("--runs needs a folder (it was empty)".into());
+                }
+                cli.runs_dir = PathBuf::from(v);
+            }
+            "--max-memory" => {
+                let v = value(a, &mut it)?;
+                cli.max_memory = Some(parse_size(v).ok_or_else(|| {
+                    format!("--max-memory {v}: expected a size such as 8G, 512M or 1000000")
+                })?);
+            }
             "--presets" => cli.presets_dirs.push(PathBuf::from(value(a, &mut it)?)),
             "--jobs" => {
                 let v = value(a, &mut it)?;
@@ -147,6 +183,31 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             None => Ok(()),
         }
     };
+    // A flag that means nothing to the command is refused, not ignored.
+    let allowed: &[&str] = match sub {
+        None => &["--runs", "--presets", "--jobs", "--max-memory"],
+        Some("list") => &["--presets"],
+        Some("runs") => &["--runs"],
+        Some("show") => &[],
+        Some("bench") => &["--quick", "--torch-cases", "--threads"],
+        Some("device-check") => &["--quick"],
+        Some("run") => &[
+            "--arm",
+            "--set",
+            "--steps",
+            "--seed",
+            "--runs",
+            "--presets",
+            "--jobs",
+            "--device",
+            "--max-memory",
+        ],
+        Some(_) => &[],
+    };
+    if let Some(f) = flags.iter().find(|f| !allowed.contains(f)) {
+        let what = sub.map_or("the workbench".to_string(), |s| format!("`reglab {s}`"));
+        return Err(format!("{f} means nothing to {what} (see reglab --help)"));
+    }
     cli.command = match sub {
         None => Command::Home,
         Some("list") => {

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use crate::engine::{EngineEvent, LaunchRequest, RunManager};
 use crate::experiments::{self, RunStatus};
 use crate::presets::Preset;

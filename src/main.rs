@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let store = RunStore::new(&cli.runs_dir);
+    reglab::engine::memory::set_limit(cli.max_memory);
     match cli.command {
         Command::Home => {
             if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
@@ -187,13 +188,17 @@ fn spawn_signal_handlers(manager: Arc<RunManager>) {
     {
         use std::sync::atomic::Ordering;
         use tokio::signal::unix::{signal, SignalKind};
-        let kinds = [(SignalKind::interrupt(), 130u8), (SignalKind::terminate(), 143u8)];
+        let kinds = [
+            (SignalKind::interrupt(), 130u8),
+            (SignalKind::terminate(), 143u8),
+        ];
         for (kind, code) in kinds {
             let m = manager.clone();
             if let Ok(mut s) = signal(kind) {
                 tokio::spawn(async move {
                     s.recv().await;
-                    let _ = INTERRUPTED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+                    let _ =
+                        INTERRUPTED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
                     eprintln!(
                         "reglab: stopping every run (metrics so far are kept); again to quit now"
                     );

@@ -228,6 +228,7 @@ pub fn parse_preset(file: &Path, text: &str) -> Result<Preset, PresetError> {
             ));
         }
         if a.name.get_ref().is_empty()
+            || a.name.get_ref().len() > 64
             || !a
                 .name
                 .get_ref()
@@ -238,7 +239,7 @@ pub fn parse_preset(file: &Path, text: &str) -> Result<Preset, PresetError> {
                 line,
                 Some("arms.name".into()),
                 format!(
-                    "arm name `{}` may hold only letters, digits, '-', '_' and '.'",
+                    "arm name `{}` must be 1 to 64 letters, digits, '-', '_' or '.'",
                     a.name.get_ref()
                 ),
             ));
@@ -251,7 +252,8 @@ pub fn parse_preset(file: &Path, text: &str) -> Result<Preset, PresetError> {
             params: p,
         });
     }
-    if raw.id.is_empty()
+    if raw.id.len() > 64
+        || !raw.id.starts_with(|c: char| c.is_ascii_alphabetic())
         || !raw
             .id
             .chars()
@@ -260,7 +262,10 @@ pub fn parse_preset(file: &Path, text: &str) -> Result<Preset, PresetError> {
         return Err(err(
             Some(1),
             Some("id".into()),
-            format!("id `{}` may hold only letters, digits and '-'", raw.id),
+            format!(
+                "id `{}` must start with a letter and hold at most 64 letters, digits and '-'",
+                raw.id
+            ),
         ));
     }
     if raw.seeds.is_empty() {

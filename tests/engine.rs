@@ -28,13 +28,7 @@ fn set(k: &str, v: &str) -> Override {
 }
 
 /// A run manager writing under `root`, at most `jobs` runs at once, on the test's runtime.
-fn manager(
-    root: &std::path::Path,
-    jobs: usize,
-) -> (
-    RunManager,
-    reglab::engine::EventReceiver,
-) {
+fn manager(root: &std::path::Path, jobs: usize) -> (RunManager, reglab::engine::EventReceiver) {
     RunManager::new(RunStore::new(root), jobs, tokio::runtime::Handle::current())
 }
 

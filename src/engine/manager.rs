@@ -131,6 +131,8 @@ pub fn resolve(preset: &Preset, req: &LaunchRequest) -> Result<Vec<(String, u64,
     for arm in arms {
         let mut p = arm.params.clone();
         p.apply_overrides(&specs, &req.overrides)?;
+        exp.validate(&p)
+            .map_err(|e| format!("arm {}: {e}", arm.name))?;
         for &s in &seeds {
             out.push((arm.name.clone(), s, p.clone()));
         }
@@ -148,6 +150,8 @@ pub struct RunManager {
     runtime: tokio::runtime::Handle,
     /// Launches whose verdict is not written yet.
     unfinished: Arc<std::sync::atomic::AtomicUsize>,
+    /// Runs at once.
+    jobs: usize,
 }
 
 impl RunManager {
@@ -167,6 +171,7 @@ impl RunManager {
                 next_id: AtomicU64::new(1),
                 runtime,
                 unfinished: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                jobs: jobs.max(1),
             },
             rx,
         )
@@ -182,6 +187,11 @@ impl RunManager {
             .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
         let planned = resolve(preset, req)?;
         crate::device::check_available(req.device)?;
+        let estimates: Vec<(String, super::memory::Estimate)> = planned
+            .iter()
+            .map(|(arm, _, params)| (arm.clone(), exp.memory(params)))
+            .collect();
+        super::memory::check(&estimates, self.jobs)?;
         let launch_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dir = self.store.create_launch(&preset.id).map_err(|e| {
             format!(
@@ -202,10 +212,14 @@ impl RunManager {
                 started_utc: store::utc_stamp(),
                 device: req.device,
             };
-            let run_dir = self
-                .store
-                .create_run(&dir, &config)
-                .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+            let run_dir = match self.store.create_run(&dir, &config) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Nothing started: leave no half-made launch behind.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(format!("cannot write {}: {e}", dir.display()));
+                }
+            };
             runs.push(RunInfo {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 launch: launch_id,
@@ -351,6 +365,8 @@ impl RunManager {
 struct EngineSink {
     run: RunId,
     writer: Option<MetricsWriter>,
+    /// `log.txt` in the run's folder: every log line, also those the screen never shows.
+    log_file: Option<std::fs::File>,
     write_error: Option<String>,
     events: EventSender,
     started: Instant,
@@ -376,6 +392,10 @@ impl MetricSink for EngineSink {
     }
 
     fn log(&mut self, line: String) {
+        if let Some(f) = self.log_file.as_mut() {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}").and_then(|_| f.flush());
+        }
         self.events.send(EngineEvent::Log {
             run: self.run,
             line,
@@ -395,9 +415,15 @@ fn train(
         Ok(w) => (Some(w), None),
         Err(e) => (None, Some(format!("cannot create metrics.jsonl: {e}"))),
     };
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(info.dir.join("log.txt"))
+        .ok();
     let mut sink = EngineSink {
         run: info.id,
         writer,
+        log_file,
         write_error,
         events,
         started,
@@ -449,6 +475,7 @@ pub fn record_cost_per_point(dir: &std::path::Path, points: usize, width: usize)
     let mut sink = EngineSink {
         run: 0,
         writer: MetricsWriter::create(&dir.join("metrics.jsonl")).ok(),
+        log_file: None,
         write_error: None,
         events: tx,
         started: Instant::now(),

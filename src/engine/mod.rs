@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod manager;
+pub mod memory;
 pub mod store;
 
 pub use events::{EventReceiver, EventSender};

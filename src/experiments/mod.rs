@@ -46,6 +46,13 @@ pub trait Experiment: Send + Sync {
     fn device_cases(&self) -> Vec<profile::DeviceCase>;
     /// Appends this experiment's speed figures to `reglab bench`'s report.
     fn bench(&self, _quick: bool, _out: &mut String) {}
+    /// Checks a run's parameters together (each one alone was checked against its range); the
+    /// error names the parameters.
+    fn validate(&self, _params: &Params) -> Result<(), String> {
+        Ok(())
+    }
+    /// The peak memory one run with these parameters needs, about (checked before a launch).
+    fn memory(&self, params: &Params) -> crate::engine::memory::Estimate;
     /// Trains one arm. Returns its final values, or how it stopped early.
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<RunEnd, RunStop>;
     /// The verdict over the runs of one launch.

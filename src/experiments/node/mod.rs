@@ -222,6 +222,24 @@ impl Experiment for LocalRegNode {
         ]
     }
 
+    fn memory(&self, p: &crate::params::Params) -> crate::engine::memory::Estimate {
+        let d = p.usize("state_dim") as f64;
+        let h = p.usize("hidden") as f64;
+        let b = p.usize("batch") as f64;
+        // The taped replay keeps every stage of every step; 200 steps is generous for the
+        // preset's tolerances.
+        crate::engine::memory::Estimate::of(&[
+            (
+                8.0 * 200.0 * 7.0 * b * (h + d) * 2.0,
+                format!("replay tape: batch {b} x (hidden {h} + state_dim {d}) x 1400 stages"),
+            ),
+            (
+                8.0 * h * d * 4.0 * 3.0,
+                format!("hidden {h} x state_dim {d} (weights, moments)"),
+            ),
+        ])
+    }
+
     fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
         &[(
             "presets/local-reg-node.toml",

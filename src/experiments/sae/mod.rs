@@ -201,6 +201,24 @@ impl Experiment for VariationalSae {
         ]
     }
 
+    fn memory(&self, p: &Params) -> crate::engine::memory::Estimate {
+        let d = p.usize("dim") as f64;
+        let m = p.usize("latents") as f64;
+        let b = p.usize("batch") as f64;
+        let tokens = (p.usize("tokens") + p.usize("eval_tokens")) as f64;
+        crate::engine::memory::Estimate::of(&[
+            (4.0 * tokens * d, format!("tokens {tokens} x dim {d}")),
+            (
+                4.0 * m * d * 2.0 * 6.0,
+                format!("latents {m} x dim {d} (weights, moments)"),
+            ),
+            (
+                4.0 * (b + p.usize("eval_tokens") as f64) * m * 12.0,
+                format!("(batch {b} + eval_tokens) x latents {m}"),
+            ),
+        ])
+    }
+
     fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
         &[(
             "presets/vsae.toml",

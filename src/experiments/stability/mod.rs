@@ -322,6 +322,51 @@ impl Experiment for SgdStability {
         ]
     }
 
+    fn validate(&self, p: &Params) -> Result<(), String> {
+        if p.text("optimizer") == "sgd" && p.usize("batch") > p.usize("n_train") {
+            return Err(format!(
+                "batch {} is larger than n_train {}: SGD draws its batch from the training set \
+                 without replacement (use optimizer = \"gd\" for the full batch)",
+                p.usize("batch"),
+                p.usize("n_train")
+            ));
+        }
+        Ok(())
+    }
+
+    fn memory(&self, p: &Params) -> crate::engine::memory::Estimate {
+        let (dim, n_train, n_test) = (
+            p.usize("dim") as f64,
+            p.usize("n_train") as f64,
+            p.usize("n_test") as f64,
+        );
+        let width = p.usize("width") as f64;
+        // Parameters, gradients and the Lanczos vectors (f64), the data, and the hidden layer
+        // on the largest evaluated set.
+        let (params, hidden) = match p.text("model") {
+            "relu" => (width * dim + width, width * n_train.max(n_test)),
+            _ => (2.0 * dim, dim * n_train.max(n_test)),
+        };
+        let copies = 6.0 + p.usize("lanczos_iters") as f64;
+        crate::engine::memory::Estimate::of(&[
+            (
+                8.0 * params * copies,
+                format!(
+                    "{} parameters (width {width} x dim {dim}) x {copies} copies",
+                    params
+                ),
+            ),
+            (
+                8.0 * (n_train + n_test) * dim * 2.0,
+                format!("data: (n_train {n_train} + n_test {n_test}) x dim {dim}"),
+            ),
+            (
+                8.0 * hidden * 3.0,
+                format!("model outputs and activations: {hidden} values"),
+            ),
+        ])
+    }
+
     fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
         &[(
             "presets/sgd-stability.toml",
