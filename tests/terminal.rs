@@ -13,6 +13,12 @@ use reglab::experiments::RunStatus;
 
 const LEAVE_ALT_SCREEN: &str = "\x1b[?1049l";
 
+/// Says visibly (past the test harness's capture) that a test was skipped, and why.
+fn skipped(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+}
+
 fn have_script() -> bool {
     Command::new("script")
         .arg("--version")
@@ -186,7 +192,7 @@ fn stored_statuses(runs: &Path) -> Vec<(String, Option<RunStatus>, usize)> {
 #[test]
 fn quit_restores_the_terminal() {
     if !have_script() {
-        eprintln!("`script` is not installed: skipping the pseudo-terminal test");
+        skipped("`script` is not installed: the pseudo-terminal test did not run");
         return;
     }
     let runs = tempfile::tempdir().unwrap();
@@ -210,7 +216,7 @@ fn quit_restores_the_terminal() {
 #[test]
 fn sigterm_stops_runs_keeps_metrics_and_restores_the_terminal() {
     if !have_script() {
-        eprintln!("`script` is not installed: skipping the pseudo-terminal test");
+        skipped("`script` is not installed: the pseudo-terminal test did not run");
         return;
     }
     let runs = tempfile::tempdir().unwrap();
@@ -245,7 +251,7 @@ fn sigterm_stops_runs_keeps_metrics_and_restores_the_terminal() {
 #[test]
 fn sighup_lets_the_runs_finish() {
     if !have_script() {
-        eprintln!("`script` is not installed: skipping the pseudo-terminal test");
+        skipped("`script` is not installed: the pseudo-terminal test did not run");
         return;
     }
     let runs = tempfile::tempdir().unwrap();
@@ -289,7 +295,7 @@ fn sighup_lets_the_runs_finish() {
 #[test]
 fn ctrl_c_stops_runs_and_restores_the_terminal() {
     if !have_script() {
-        eprintln!("`script` is not installed: skipping the pseudo-terminal test");
+        skipped("`script` is not installed: the pseudo-terminal test did not run");
         return;
     }
     let runs = tempfile::tempdir().unwrap();

@@ -190,20 +190,59 @@ fn verdict_panel_shows_claim_and_each_check() {
 
 #[test]
 fn help_overlay_lists_every_key() {
+    use reglab::tui::keymap::{help_rows, lookup, KEYMAP};
     let root = tempfile::tempdir().unwrap();
     let mut a = app(root.path());
     a.on_key(key(KeyCode::Char('?')));
     assert_eq!(a.overlay, Overlay::Help);
     let s = screen(&a, 120, 30);
-    for (k, _) in view::KEYS {
+    for (k, _) in help_rows() {
         assert!(s.contains(k), "{k} missing:\n{s}");
     }
     a.on_key(key(KeyCode::Esc));
     assert_eq!(a.overlay, Overlay::None);
-    // The README lists the same keys.
+    // The handler accepts exactly the table's keys: any other key changes nothing.
+    let mut others: Vec<KeyCode> = (b' '..=b'~').map(|c| KeyCode::Char(c as char)).collect();
+    others.extend([
+        KeyCode::Home,
+        KeyCode::End,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+        KeyCode::Delete,
+        KeyCode::Insert,
+        KeyCode::Backspace,
+        KeyCode::F(1),
+    ]);
+    for k in others.into_iter().filter(|k| lookup(*k).is_none()) {
+        let mut b = app_with_data(root.path());
+        let before = (
+            b.focus,
+            b.overlay.clone(),
+            b.selected,
+            b.message.clone(),
+            b.log_scale,
+        );
+        assert!(b.on_key(key(k)).is_none(), "{k:?} acted");
+        let after = (
+            b.focus,
+            b.overlay.clone(),
+            b.selected,
+            b.message.clone(),
+            b.log_scale,
+        );
+        assert_eq!(before, after, "{k:?} is handled but not in the key table");
+    }
+    // Every bound key is in the help, and the README lists the same keys.
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    for (k, _) in view::KEYS {
+    for b in KEYMAP {
+        assert!(
+            help_rows().iter().any(|(l, _)| *l == b.label),
+            "{}",
+            b.label
+        );
+    }
+    for (k, _) in help_rows() {
         assert!(readme.contains(&format!("| {k} |")), "README lacks key {k}");
     }
 }

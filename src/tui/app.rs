@@ -385,34 +385,39 @@ impl App {
             Overlay::Arms { .. } => return self.on_arms_key(key),
             Overlay::Params { .. } => return self.on_params_key(key),
         }
-        match key.code {
-            KeyCode::Char('?') => self.overlay = Overlay::Help,
-            KeyCode::Char('q') => {
+        // Every key goes through the one key table (help and footer are drawn from it).
+        let command = super::keymap::lookup(key.code)?;
+        use super::keymap::Command as C;
+        match command {
+            C::Help => self.overlay = Overlay::Help,
+            C::Quit => {
                 if self.active_runs() > 0 {
                     self.overlay = Overlay::Quit;
                 } else {
                     return Some(Action::Quit(QuitMode::Now));
                 }
             }
-            KeyCode::Tab => self.cycle_focus(1),
-            KeyCode::BackTab => self.cycle_focus(-1),
-            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(1),
-            KeyCode::Char(c @ '1'..='9') => {
-                let i = c as usize - '1' as usize;
-                if i < self.presets.len() {
-                    self.select_preset(i);
+            C::NextPanel => self.cycle_focus(1),
+            C::PrevPanel => self.cycle_focus(-1),
+            C::Up => self.move_cursor(-1),
+            C::Down => self.move_cursor(1),
+            C::Preset => {
+                if let KeyCode::Char(c @ '1'..='9') = key.code {
+                    let i = c as usize - '1' as usize;
+                    if i < self.presets.len() {
+                        self.select_preset(i);
+                    }
                 }
             }
-            KeyCode::Left => self.cycle_metric(-1),
-            KeyCode::Right => self.cycle_metric(1),
-            KeyCode::Char('l') => self.log_scale = !self.log_scale,
-            KeyCode::Char('+') | KeyCode::Char('=') => {
+            C::PrevMetric => self.cycle_metric(-1),
+            C::NextMetric => self.cycle_metric(1),
+            C::ToggleLog => self.log_scale = !self.log_scale,
+            C::MoreSmoothing => {
                 self.smoothing_idx = (self.smoothing_idx + 1).min(SMOOTHING.len() - 1)
             }
-            KeyCode::Char('-') => self.smoothing_idx = self.smoothing_idx.saturating_sub(1),
-            KeyCode::Char('S') => return Some(Action::StopAll),
-            KeyCode::Char('s') => {
+            C::LessSmoothing => self.smoothing_idx = self.smoothing_idx.saturating_sub(1),
+            C::StopAll => return Some(Action::StopAll),
+            C::StopRun => {
                 let run = self.focused_run_index().map(|i| &self.runs[i]);
                 match run {
                     Some(r) if r.phase.is_active() => {
@@ -425,7 +430,7 @@ impl App {
                     None => self.message = "no run selected".into(),
                 }
             }
-            KeyCode::Char('a') => {
+            C::ChooseArms => {
                 if let Some(p) = self.preset() {
                     self.overlay = Overlay::Arms {
                         checked: vec![true; p.arms.len()],
@@ -433,14 +438,18 @@ impl App {
                     };
                 }
             }
-            KeyCode::Char('e') => self.open_params_editor(),
-            KeyCode::Char(' ') if self.focus == Panel::Runs => self.toggle_compare(),
-            KeyCode::Char('c') => {
+            C::EditParams => self.open_params_editor(),
+            C::PickRun => {
+                if self.focus == Panel::Runs {
+                    self.toggle_compare()
+                }
+            }
+            C::ClearPicks => {
                 self.compare.clear();
                 self.opened = None;
                 self.message = "dashboard shows the selected preset's latest launch".into();
             }
-            KeyCode::Enter => match self.focus {
+            C::Enter => match self.focus {
                 Panel::Runs => {
                     if let Some(r) = self.runs.get(self.runs_cursor) {
                         self.opened = Some(r.dir.clone());
@@ -451,8 +460,7 @@ impl App {
                 }
                 _ => return self.launch_action(None),
             },
-            KeyCode::Esc => self.overlay = Overlay::None,
-            _ => {}
+            C::Close => self.overlay = Overlay::None,
         }
         None
     }

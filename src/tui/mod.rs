@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod history;
+pub mod keymap;
 pub mod runs;
 pub mod view;
 

@@ -12,8 +12,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-pub use popups::KEYS;
-
 use super::app::{App, Overlay, Panel};
 
 /// Below this size the workbench shows only a message.
@@ -120,12 +118,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
-    let hint = match app.focus {
-        Panel::Presets => "Enter launch  a arms  e params  1-9 preset  Tab panel  ? help  q quit",
-        Panel::Dashboard => "<-/-> metric  l log  +/- smooth  s stop  S stop all  ? help",
-        Panel::Runs => "Enter open  Space pick to overlay  c clear  s stop  ? help",
-        Panel::Verdict => "j/k scroll  Tab panel  ? help  q quit",
-    };
+    let hint = crate::tui::keymap::footer(app.focus);
     let line = Line::from(vec![
         Span::styled(hint, Style::default().fg(Color::DarkGray)),
         Span::raw("  "),

@@ -9,47 +9,6 @@ use ratatui::Frame;
 use crate::tui::app::{App, Field};
 
 /// Every key of the workbench, as the help overlay and the README list them.
-pub const KEYS: &[(&str, &str)] = &[
-    (
-        "Up/Down, j/k",
-        "move in the focused panel (presets, runs, dashboard rows, verdict)",
-    ),
-    ("1-9", "jump to preset 1-9"),
-    (
-        "Tab, Shift-Tab",
-        "next / previous panel: Presets, Dashboard, Runs, Verdict",
-    ),
-    (
-        "Enter",
-        "launch every arm of the selected preset (Runs panel: open the run)",
-    ),
-    (
-        "a",
-        "choose arms, then launch (Space toggles, a toggles all, Enter launches)",
-    ),
-    (
-        "e",
-        "edit parameters before launch (eta, steps, batch, seeds, ...)",
-    ),
-    ("s", "stop the selected run"),
-    ("S", "stop every run"),
-    (
-        "Left/Right",
-        "previous / next metric on the dashboard chart",
-    ),
-    ("l", "toggle log scale"),
-    ("+ / -", "more / less smoothing (debiased EMA)"),
-    ("Space", "Runs panel: pick a run to overlay (up to two)"),
-    ("c", "clear picked or opened runs"),
-    ("?", "this help"),
-    ("Esc", "close a popup"),
-    (
-        "q",
-        "quit; with runs active, asks: stop them, or keep them running headless",
-    ),
-    ("Ctrl-C", "stop every run and quit"),
-];
-
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let [v] = Layout::vertical([Constraint::Length(h.min(area.height))])
         .flex(Flex::Center)
@@ -61,7 +20,8 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 pub fn help(frame: &mut Frame, area: Rect) {
-    let lines: Vec<Line> = KEYS
+    let rows = crate::tui::keymap::help_rows();
+    let lines: Vec<Line> = rows
         .iter()
         .map(|(k, d)| {
             Line::from(vec![
@@ -70,7 +30,7 @@ pub fn help(frame: &mut Frame, area: Rect) {
             ])
         })
         .collect();
-    let r = centered(area, 100, KEYS.len() as u16 + 2);
+    let r = centered(area, 100, rows.len() as u16 + 2);
     frame.render_widget(Clear, r);
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(
