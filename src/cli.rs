@@ -31,6 +31,19 @@ pub enum Command {
     DeviceCheck {
         quick: bool,
     },
+    /// Every preset's claim (or the chosen ones), one table.
+    Verify {
+        presets: Vec<String>,
+        quick: bool,
+    },
+    /// One run per grid point and seed.
+    Sweep {
+        preset: String,
+        arms: Vec<String>,
+        grid: Vec<(String, Vec<String>)>,
+        overrides: Vec<Override>,
+        seeds: Vec<u64>,
+    },
     Help,
     Version,
 }
@@ -56,6 +69,11 @@ usage:
   reglab show RUN_DIR             print a stored run's config, final values and verdict
   reglab bench [--quick]          print speed figures (steps/s per arm, Hutchinson cost, overhead)
   reglab bench --torch-cases [--threads N]  the steps scripts/compare-pytorch.py times (JSON)
+  reglab verify [--quick] [--preset ID]...  every preset's claim at its default (or quick)
+                                  configuration, one table; verify.json and verify.md
+  reglab sweep PRESET --grid KEY=V1,V2 [--grid ...] [--arm NAME] [--seed S]...
+                                  one run per grid point and seed; sweep.md with the final
+                                  metrics against the grid
   reglab device-check [--quick]   train each preset on the CPU and on CUDA, compare and time them
 
 options:
@@ -108,6 +126,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut quick = false;
     let mut torch_cases = false;
     let mut threads = 0usize;
+    let mut verify_presets: Vec<String> = Vec::new();
+    let mut grid: Vec<(String, Vec<String>)> = Vec::new();
     let mut device = DeviceChoice::Cpu;
     let mut flags: Vec<&str> = Vec::new();
     let mut it = args.iter();
@@ -157,6 +177,22 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     .ok_or_else(|| format!("--jobs {v}: expected a positive integer"))?;
             }
             "--quick" => quick = true,
+            "--preset" => verify_presets.push(value(a, &mut it)?.clone()),
+            "--grid" => {
+                let v = value(a, &mut it)?;
+                let (k, vals) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--grid {v}: expected KEY=V1,V2,..."))?;
+                let vals: Vec<String> = vals
+                    .split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect();
+                if k.trim().is_empty() || vals.is_empty() {
+                    return Err(format!("--grid {v}: expected KEY=V1,V2,..."));
+                }
+                grid.push((k.trim().to_string(), vals));
+            }
             "--torch-cases" => torch_cases = true,
             "--threads" => {
                 let v = value(a, &mut it)?;
@@ -191,6 +227,25 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         Some("show") => &[],
         Some("bench") => &["--quick", "--torch-cases", "--threads"],
         Some("device-check") => &["--quick"],
+        Some("verify") => &[
+            "--quick",
+            "--preset",
+            "--runs",
+            "--presets",
+            "--jobs",
+            "--max-memory",
+        ],
+        Some("sweep") => &[
+            "--arm",
+            "--grid",
+            "--set",
+            "--steps",
+            "--seed",
+            "--runs",
+            "--presets",
+            "--jobs",
+            "--max-memory",
+        ],
         Some("run") => &[
             "--arm",
             "--set",
@@ -229,6 +284,29 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         Some("device-check") => {
             extra(1)?;
             Command::DeviceCheck { quick }
+        }
+        Some("verify") => {
+            extra(1)?;
+            Command::Verify {
+                presets: verify_presets,
+                quick,
+            }
+        }
+        Some("sweep") => {
+            let preset = positional
+                .get(1)
+                .ok_or("sweep needs a preset id (see reglab list)")?;
+            extra(2)?;
+            if grid.is_empty() {
+                return Err("sweep needs at least one --grid KEY=V1,V2,...".into());
+            }
+            Command::Sweep {
+                preset: preset.to_string(),
+                arms,
+                grid,
+                overrides,
+                seeds,
+            }
         }
         Some("show") => {
             let dir = positional

@@ -99,6 +99,85 @@ fn main() -> ExitCode {
             print!("{}", bench::report(quick));
             ExitCode::SUCCESS
         }
+        Command::Verify {
+            presets: ids,
+            quick,
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            match rt.block_on(reglab::verify::verify(
+                &presets, &ids, quick, store, cli.jobs,
+            )) {
+                Ok(report) => {
+                    print!("{}", reglab::verify::table(&report));
+                    println!("\nwritten: {}", report.dir.join("verify.md").display());
+                    if report.all_ran() {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("reglab: some runs failed (see the table)");
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Sweep {
+            preset,
+            arms,
+            grid,
+            overrides,
+            seeds,
+        } => {
+            let Some(base) = presets.iter().find(|p| p.id == preset) else {
+                return fail(format!("no preset `{preset}` (see reglab list)"));
+            };
+            let swept = match reglab::sweep::expand(base, &arms, &grid) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let req = LaunchRequest {
+                arms: Vec::new(),
+                seeds,
+                overrides,
+                device: Default::default(),
+            };
+            if let Err(e) = reglab::engine::manager::resolve(&swept, &req) {
+                return fail(e);
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            let (manager, mut events) = RunManager::new(store, cli.jobs, rt.handle().clone());
+            let manager = Arc::new(manager);
+            rt.block_on(async {
+                spawn_signal_handlers(manager.clone());
+                let mut out = std::io::stdout();
+                match headless::run(manager, &mut events, &swept, &req, &mut out).await {
+                    Ok(res) => {
+                        match reglab::sweep::summarize(&res.launch_dir, &swept, &grid) {
+                            Ok(md) => println!("\nsweep (final values, mean over seeds):\n{md}"),
+                            Err(e) => eprintln!("reglab: {e}"),
+                        }
+                        match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                            0 => ExitCode::SUCCESS,
+                            code => ExitCode::from(code),
+                        }
+                    }
+                    Err(e) => fail(e),
+                }
+            })
+        }
         Command::DeviceCheck { quick } => {
             print!("{}", reglab::devcheck::report(quick));
             ExitCode::SUCCESS
