@@ -43,6 +43,16 @@ pub enum Command {
         grid: Vec<(String, Vec<String>)>,
         overrides: Vec<Override>,
         seeds: Vec<u64>,
+        /// Submit to Slurm instead of running here.
+        slurm: Option<crate::slurm::SlurmOptions>,
+    },
+    /// (Slurm tasks) train the run a folder describes.
+    RunFolder {
+        dir: PathBuf,
+    },
+    /// (Slurm's final job) the verdict and sweep summary of a launch folder.
+    FinishLaunch {
+        dir: PathBuf,
     },
     Help,
     Version,
@@ -74,6 +84,9 @@ usage:
   reglab sweep PRESET --grid KEY=V1,V2 [--grid ...] [--arm NAME] [--seed S]...
                                   one run per grid point and seed; sweep.md with the final
                                   metrics against the grid
+       [--slurm [--partition P] [--time T] [--cpus-per-task N] [--gres G]]
+                                  submit the runs as one Slurm job array, and a final job
+                                  (afterok) that writes the verdict and sweep.md
   reglab device-check [--quick]   train each preset on the CPU and on CUDA, compare and time them
 
 options:
@@ -128,6 +141,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut threads = 0usize;
     let mut verify_presets: Vec<String> = Vec::new();
     let mut grid: Vec<(String, Vec<String>)> = Vec::new();
+    let mut slurm = false;
+    let mut slurm_opts = crate::slurm::SlurmOptions::default();
     let mut device = DeviceChoice::Cpu;
     let mut flags: Vec<&str> = Vec::new();
     let mut it = args.iter();
@@ -178,6 +193,17 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
             "--quick" => quick = true,
             "--preset" => verify_presets.push(value(a, &mut it)?.clone()),
+            "--slurm" => slurm = true,
+            "--partition" => slurm_opts.partition = Some(value(a, &mut it)?.clone()),
+            "--time" => slurm_opts.time = Some(value(a, &mut it)?.clone()),
+            "--gres" => slurm_opts.gres = Some(value(a, &mut it)?.clone()),
+            "--cpus-per-task" => {
+                let v = value(a, &mut it)?;
+                slurm_opts.cpus_per_task =
+                    Some(v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("--cpus-per-task {v}: expected a positive integer")
+                    })?);
+            }
             "--grid" => {
                 let v = value(a, &mut it)?;
                 let (k, vals) = v
@@ -235,7 +261,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--jobs",
             "--max-memory",
         ],
+        Some("run-folder") | Some("finish-launch") => &[],
         Some("sweep") => &[
+            "--slurm",
+            "--partition",
+            "--time",
+            "--gres",
+            "--cpus-per-task",
             "--arm",
             "--grid",
             "--set",
@@ -300,12 +332,27 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             if grid.is_empty() {
                 return Err("sweep needs at least one --grid KEY=V1,V2,...".into());
             }
+            if !slurm && slurm_opts != crate::slurm::SlurmOptions::default() {
+                return Err(
+                    "--partition, --time, --gres and --cpus-per-task go with --slurm".into(),
+                );
+            }
             Command::Sweep {
                 preset: preset.to_string(),
                 arms,
                 grid,
                 overrides,
                 seeds,
+                slurm: slurm.then_some(slurm_opts),
+            }
+        }
+        Some(cmd @ ("run-folder" | "finish-launch")) => {
+            let dir = PathBuf::from(positional.get(1).ok_or("needs a folder")?.as_str());
+            extra(2)?;
+            if cmd == "run-folder" {
+                Command::RunFolder { dir }
+            } else {
+                Command::FinishLaunch { dir }
             }
         }
         Some("show") => {

@@ -127,12 +127,39 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::RunFolder { dir } => match reglab::engine::manager::run_folder(&dir) {
+            // A diverged run is a result; a failed one fails the task (and the final job).
+            Ok(reglab::experiments::RunStatus::Failed { error }) => fail(error),
+            Ok(status) => {
+                println!("{}: {}", dir.display(), status.describe());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::FinishLaunch { dir } => match reglab::engine::manager::finish_launch(&dir) {
+            Ok(v) => {
+                println!("{}", verdict_text(&v));
+                let note: Option<reglab::engine::manager::LaunchNote> =
+                    std::fs::read_to_string(dir.join("launch.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok());
+                if let Some(n) = note.filter(|n| !n.grid.is_empty()) {
+                    match reglab::sweep::summarize(&dir, &n.experiment, &n.grid) {
+                        Ok(md) => println!("{md}"),
+                        Err(e) => return fail(e),
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Sweep {
             preset,
             arms,
             grid,
             overrides,
             seeds,
+            slurm,
         } => {
             let Some(base) = presets.iter().find(|p| p.id == preset) else {
                 return fail(format!("no preset `{preset}` (see reglab list)"));
@@ -150,6 +177,29 @@ fn main() -> ExitCode {
             if let Err(e) = reglab::engine::manager::resolve(&swept, &req) {
                 return fail(e);
             }
+            if let Some(opts) = slurm {
+                let keys: Vec<String> = grid.iter().map(|(k, _)| k.clone()).collect();
+                let (dir, runs) =
+                    match reglab::engine::manager::prepare_launch(&store, &swept, &req, &keys) {
+                        Ok(x) => x,
+                        Err(e) => return fail(e),
+                    };
+                return match reglab::slurm::submit(&dir, &runs, &opts) {
+                    Ok(s) => {
+                        println!(
+                            "reglab: {} runs -> {}\nSlurm job array {} ({} tasks); the verdict \
+                             and sweep.md come with job {} (afterok)",
+                            runs.len(),
+                            dir.display(),
+                            s.array_job,
+                            s.tasks,
+                            s.finish_job
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                };
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -165,7 +215,8 @@ fn main() -> ExitCode {
                 let mut out = std::io::stdout();
                 match headless::run(manager, &mut events, &swept, &req, &mut out).await {
                     Ok(res) => {
-                        match reglab::sweep::summarize(&res.launch_dir, &swept, &grid) {
+                        let keys: Vec<String> = grid.iter().map(|(k, _)| k.clone()).collect();
+                        match reglab::sweep::summarize(&res.launch_dir, &swept.experiment, &keys) {
                             Ok(md) => println!("\nsweep (final values, mean over seeds):\n{md}"),
                             Err(e) => eprintln!("reglab: {e}"),
                         }

@@ -118,70 +118,82 @@ pub struct SweepRow {
     pub means: BTreeMap<String, f64>,
 }
 
-/// Writes `sweep.json` and `sweep.md` into the launch folder from its runs' summaries; returns
-/// the Markdown table.
+/// Writes `sweep.json` and `sweep.md` into the launch folder from its runs' folders (config and
+/// summary), one row per arm (grid point); returns the Markdown table.
 pub fn summarize(
     launch_dir: &Path,
-    swept: &Preset,
-    grid: &[(String, Vec<String>)],
+    experiment: &str,
+    grid_keys: &[String],
 ) -> Result<String, String> {
-    let exp = experiments::find(&swept.experiment).ok_or("unknown experiment")?;
+    let exp = experiments::find(experiment).ok_or("unknown experiment")?;
     let metrics = exp.table_metrics();
-    let mut rows = Vec::new();
-    for arm in &swept.arms {
-        let mut seeds = 0;
-        let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        let prefix = format!("{}-s", arm.name);
-        let Ok(entries) = std::fs::read_dir(launch_dir) else {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(launch_dir)
+        .map_err(|e| format!("{}: {e}", launch_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("config.json").is_file())
+        .collect();
+    dirs.sort();
+    // arm -> (grid values, seeds, completed, sums)
+    type Acc = (
+        BTreeMap<String, String>,
+        usize,
+        usize,
+        BTreeMap<String, (f64, usize)>,
+    );
+    let mut by_arm: BTreeMap<String, Acc> = BTreeMap::new();
+    for d in dirs {
+        let Ok(config) = crate::engine::store::read_config(&d) else {
             continue;
         };
-        let mut completed = 0;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let is_seed = name
-                .strip_prefix(&prefix)
-                .is_some_and(|s| s.chars().all(|c| c.is_ascii_digit()));
-            if !is_seed {
-                continue;
-            }
-            seeds += 1;
-            let Ok(run) = crate::engine::store::open_run(&e.path()) else {
-                continue;
-            };
-            let Some(s) = run.summary else { continue };
-            if !matches!(s.status, crate::experiments::RunStatus::Completed { .. }) {
-                continue;
-            }
-            completed += 1;
-            for m in &metrics {
-                if let Some(v) = s.final_values.get(*m).filter(|v| v.is_finite()) {
-                    let e = sums.entry(m.to_string()).or_insert((0.0, 0));
-                    e.0 += v;
-                    e.1 += 1;
-                }
-            }
-        }
-        rows.push(SweepRow {
-            arm: arm.name.clone(),
-            grid: grid
+        let e = by_arm.entry(config.arm.clone()).or_insert_with(|| {
+            let grid = grid_keys
                 .iter()
-                .map(|(k, _)| {
+                .map(|k| {
                     (
                         k.clone(),
-                        arm.params.get(k).map(|v| v.to_string()).unwrap_or_default(),
+                        config
+                            .params
+                            .get(k)
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
                     )
                 })
-                .collect(),
+                .collect();
+            (grid, 0, 0, BTreeMap::new())
+        });
+        e.1 += 1;
+        let Ok(run) = crate::engine::store::open_run(&d) else {
+            continue;
+        };
+        let Some(s) = run.summary else { continue };
+        if !matches!(s.status, crate::experiments::RunStatus::Completed { .. }) {
+            continue;
+        }
+        e.2 += 1;
+        for m in &metrics {
+            if let Some(v) = s.final_values.get(*m).filter(|v| v.is_finite()) {
+                let acc = e.3.entry(m.to_string()).or_insert((0.0, 0));
+                acc.0 += v;
+                acc.1 += 1;
+            }
+        }
+    }
+    let rows: Vec<SweepRow> = by_arm
+        .into_iter()
+        .map(|(arm, (grid, seeds, completed, sums))| SweepRow {
+            arm,
+            grid,
             seeds,
             completed,
             means: sums
                 .into_iter()
                 .map(|(k, (s, n))| (k, s / n as f64))
                 .collect(),
-        });
-    }
+        })
+        .collect();
     let mut md = String::new();
-    let keys: Vec<&String> = grid.iter().map(|(k, _)| k).collect();
+    let keys: Vec<&String> = grid_keys.iter().collect();
     let _ = write!(md, "|");
     for k in &keys {
         let _ = write!(md, " {k} |");

@@ -361,6 +361,149 @@ impl RunManager {
     }
 }
 
+/// What a launch folder was made for (`launch.json`): enough to compute its verdict later from
+/// the runs' folders alone (a Slurm job that ends the launch).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LaunchNote {
+    pub preset: String,
+    pub experiment: String,
+    pub claim: String,
+    /// The grid's parameter names, for a sweep.
+    #[serde(default)]
+    pub grid: Vec<String>,
+}
+
+/// Creates a launch folder with every run's folder (config.json) and `launch.json`, starting
+/// nothing: for schedulers that run each folder elsewhere (`reglab run-folder`).
+pub fn prepare_launch(
+    store: &RunStore,
+    preset: &Preset,
+    req: &LaunchRequest,
+    grid: &[String],
+) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    let exp = experiments::find(&preset.experiment)
+        .ok_or_else(|| format!("unknown experiment `{}`", preset.experiment))?;
+    let planned = resolve(preset, req)?;
+    let estimates: Vec<(String, super::memory::Estimate)> = planned
+        .iter()
+        .map(|(arm, _, params)| (arm.clone(), exp.memory(params)))
+        .collect();
+    super::memory::check(&estimates, 1)?;
+    let dir = store.create_launch(&preset.id).map_err(|e| {
+        format!(
+            "cannot create a run folder under {}: {e}",
+            store.root.display()
+        )
+    })?;
+    let note = LaunchNote {
+        preset: preset.id.clone(),
+        experiment: preset.experiment.clone(),
+        claim: preset.claim.clone(),
+        grid: grid.to_vec(),
+    };
+    let write = || -> std::io::Result<Vec<PathBuf>> {
+        std::fs::write(
+            dir.join("launch.json"),
+            serde_json::to_string_pretty(&note).unwrap_or_default(),
+        )?;
+        let mut runs = Vec::new();
+        for (arm, seed, params) in planned {
+            let config = RunConfig {
+                preset: preset.id.clone(),
+                experiment: preset.experiment.clone(),
+                arm,
+                seed,
+                params,
+                reglab_version: env!("CARGO_PKG_VERSION").to_string(),
+                started_utc: store::utc_stamp(),
+                device: req.device,
+            };
+            let run = store.create_run(&dir, &config)?;
+            // Its writer is the scheduler's task, not this process.
+            let _ = std::fs::remove_file(run.join(store::WRITER_PID));
+            runs.push(run);
+        }
+        Ok(runs)
+    };
+    match write() {
+        Ok(runs) => Ok((dir, runs)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(format!("cannot write {}: {e}", dir.display()))
+        }
+    }
+}
+
+/// Trains the run a folder describes (its config.json), in this process, writing its metrics,
+/// log and summary there. Returns how it ended.
+pub fn run_folder(dir: &std::path::Path) -> Result<RunStatus, String> {
+    let config = store::read_config(dir)?;
+    let exp = experiments::find(&config.experiment)
+        .ok_or_else(|| format!("unknown experiment `{}`", config.experiment))?;
+    let _ = std::fs::write(dir.join(store::WRITER_PID), std::process::id().to_string());
+    let info = RunInfo {
+        id: 0,
+        launch: 0,
+        preset: config.preset.clone(),
+        arm: config.arm.clone(),
+        seed: config.seed,
+        total_steps: exp.total_steps(&config.params),
+        params: config.params.clone(),
+        dir: dir.to_path_buf(),
+        device: config.device,
+    };
+    let (events, _) = super::events::channel();
+    let stop = AtomicBool::new(false);
+    Ok(train(exp, &info, events, &stop).0)
+}
+
+/// Computes a launch's verdict from its runs' folders (every run must have ended) and writes it
+/// like a local launch does: `verdict.json`, and into each summary.
+pub fn finish_launch(launch_dir: &std::path::Path) -> Result<Verdict, String> {
+    let note: LaunchNote = serde_json::from_str(
+        &std::fs::read_to_string(launch_dir.join("launch.json"))
+            .map_err(|e| format!("{}: {e}", launch_dir.join("launch.json").display()))?,
+    )
+    .map_err(|e| format!("launch.json: {e}"))?;
+    let exp = experiments::find(&note.experiment)
+        .ok_or_else(|| format!("unknown experiment `{}`", note.experiment))?;
+    let mut finished = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(launch_dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("config.json").is_file())
+        .collect();
+    dirs.sort();
+    for d in &dirs {
+        let run = store::open_run(d)?;
+        let Some(s) = run.summary else {
+            return Err(format!(
+                "{}: no summary (the run has not ended)",
+                d.display()
+            ));
+        };
+        finished.push(FinishedRun {
+            arm: run.config.arm,
+            seed: run.config.seed,
+            params: run.config.params,
+            status: s.status,
+            final_values: s.final_values,
+        });
+    }
+    let verdict = exp.verdict(&note.claim, &note.preset, &finished);
+    store::write_verdict(launch_dir, &verdict).map_err(|e| e.to_string())?;
+    for d in &dirs {
+        if let Ok(mut r) = store::open_run(d) {
+            if let Some(mut s) = r.summary.take() {
+                s.verdict = Some(verdict.clone());
+                let _ = store::write_summary(d, &s);
+            }
+        }
+    }
+    Ok(verdict)
+}
+
 /// Writes each measurement to `metrics.jsonl`, then streams it.
 struct EngineSink {
     run: RunId,

@@ -177,6 +177,9 @@ pub enum RunState {
     Running,
     /// No summary and no live writer: the process was killed.
     Interrupted,
+    /// Submitted to Slurm, its task not started (or cancelled before it started: see the
+    /// launch's `slurm-*.out`).
+    Queued,
     /// A file could not be read: the reason.
     Unreadable(String),
 }
@@ -187,6 +190,7 @@ impl RunState {
             RunState::Ended(s) => s.describe(),
             RunState::Running => "running".into(),
             RunState::Interrupted => "interrupted (its process ended without a summary)".into(),
+            RunState::Queued => "queued on Slurm (or cancelled before it started)".into(),
             RunState::Unreadable(e) => format!("unreadable: {e}"),
         }
     }
@@ -206,6 +210,8 @@ pub fn run_state(dir: &Path) -> RunState {
             Ok(pid) if process_alive(pid) => RunState::Running,
             _ => RunState::Interrupted,
         },
+        // Submitted to Slurm: its task has not started here yet.
+        Err(_) if dir.parent().is_some_and(|l| l.join("slurm.json").is_file()) => RunState::Queued,
         Err(_) => RunState::Interrupted,
     }
 }
