@@ -18,5 +18,6 @@ pub mod ode;
 pub mod params;
 pub mod presets;
 pub mod report;
+pub mod roadmap;
 pub mod tui;
 pub mod verdict;
