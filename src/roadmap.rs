@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+/// `presets/ROADMAP.toml` (skipped when a folder of presets is loaded).
 const TEXT: &str = include_str!("../presets/ROADMAP.toml");
 
 /// One paper of the roadmap.
