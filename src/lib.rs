@@ -18,6 +18,7 @@ pub mod ode;
 pub mod params;
 pub mod presets;
 pub mod report;
+pub mod roadmap;
 pub mod slurm;
 pub mod sweep;
 pub mod tui;

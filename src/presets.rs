@@ -305,7 +305,10 @@ pub fn builtin(id: &str) -> Option<Preset> {
     load_all(&[]).ok()?.into_iter().find(|p| p.id == id)
 }
 
-/// The built-in presets plus every `*.toml` in `extra_dirs`. A user's preset with the id of a
+/// The roadmap's file name in a preset folder: not a preset (see `roadmap.rs`).
+pub const ROADMAP_FILE: &str = "ROADMAP.toml";
+
+/// The built-in presets plus every `*.toml` in `extra_dirs` (but a roadmap file). A user's preset with the id of a
 /// built-in one replaces it; two user files with one id are an error.
 pub fn load_all(extra_dirs: &[PathBuf]) -> Result<Vec<Preset>, PresetError> {
     let mut presets: Vec<Preset> = Vec::new();
@@ -323,6 +326,7 @@ pub fn load_all(extra_dirs: &[PathBuf]) -> Result<Vec<Preset>, PresetError> {
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter(|p| p.file_name().is_some_and(|n| n != ROADMAP_FILE))
             .collect();
         files.sort();
         for f in files {

@@ -92,7 +92,14 @@ fn spawn(runs: &Path, jobs: usize) -> Child {
 fn preset_key(id: &str) -> String {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui_presets");
     let all = reglab::presets::load_all(&[fixtures]).unwrap();
-    let i = all.iter().position(|p| p.id == id).unwrap();
+    // Digits follow the picker's order (grouped by theme), not the load order.
+    let store = tempfile::tempdir().unwrap();
+    let app = reglab::tui::app::App::new(all, reglab::engine::RunStore::new(store.path()));
+    let i = app
+        .picker_order()
+        .iter()
+        .position(|&i| app.presets[i].id == id)
+        .unwrap();
     assert!(i < 9, "preset {id} is beyond key 9");
     (i + 1).to_string()
 }

@@ -107,7 +107,8 @@ fn app_with_data(root: &Path) -> App {
 fn picker_lists_presets_with_status_and_details() {
     let root = tempfile::tempdir().unwrap();
     let a = app(root.path());
-    let s = screen(&a, 120, 40);
+    // Tall enough for the whole roadmap (the list scrolls otherwise).
+    let s = screen(&a, 120, 50);
     assert!(
         s.contains("1 sgd-stability") && s.contains("never run"),
         "{s}"
@@ -275,7 +276,20 @@ fn too_small_message_and_no_panic_at_any_size() {
             }
         }
     }
+    // The picker while a filter is typed, with and without matches.
     a.overlay = Overlay::None;
+    a.focus = Panel::Presets;
+    for filter in ["", "vsae", "no such paper"] {
+        a.filtering = true;
+        a.filter = filter.to_string();
+        for w in [1u16, 10, 59, 60, 61, 133] {
+            for h in [1u16, 5, 15, 16, 50] {
+                screen(&a, w, h);
+            }
+        }
+    }
+    a.filtering = false;
+    a.filter.clear();
     a.on_key(key(KeyCode::Char('e')));
     assert!(matches!(a.overlay, Overlay::Params { .. }));
     for (w, h) in [(60, 15), (30, 8), (200, 60)] {
@@ -547,4 +561,204 @@ fn many_runs_are_charted_as_one_mean_line_per_arm() {
             "{arm} missing from the legend:\n{s}"
         );
     }
+}
+
+/// The line of `s` holding `needle` (panics with the screen when absent).
+fn line_of(s: &str, needle: &str) -> usize {
+    s.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not on screen:\n{s}"))
+}
+
+#[test]
+fn picker_groups_presets_by_theme_with_papers_not_built_dimmed() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    let s = screen(&a, 140, 60);
+    let not_built = 24 - presets::builtin_files().len();
+    assert!(
+        s.contains(&format!("roadmap: {not_built} of 24 papers not built")),
+        "{s}"
+    );
+    // A theme header per group, in the roadmap's order, each preset under its theme.
+    let sparse = line_of(&s, "sparse and compressed models");
+    let supervised = line_of(&s, "supervised regularizers");
+    let vsae = line_of(&s, "2 vsae");
+    assert!(sparse < vsae && vsae < supervised, "{s}");
+    assert!(line_of(&s, "stability and curvature") < line_of(&s, "1 sgd-stability"));
+    let odes = line_of(&s, "ODEs and probabilistic models");
+    assert!(odes < line_of(&s, "3 local-reg-node"), "{s}");
+    // Papers not built yet are listed under their theme; presets off the roadmap come last.
+    let layerwise = line_of(&s, "layerwise-shuffle");
+    assert!(sparse < layerwise && layerwise < supervised, "{s}");
+    assert!(s.contains("stochastic-interpolants"), "{s}");
+    assert!(line_of(&s, "other presets") < line_of(&s, "4 short-stability"));
+    // Papers not built are not selectable: Down goes from preset to preset.
+    assert_eq!(a.preset().unwrap().id, "sgd-stability");
+    a.on_key(key(KeyCode::Down));
+    assert_eq!(a.preset().unwrap().id, "vsae");
+    a.on_key(key(KeyCode::Down));
+    assert_eq!(a.preset().unwrap().id, "local-reg-node");
+    a.on_key(key(KeyCode::Up));
+    assert_eq!(a.preset().unwrap().id, "vsae");
+    // 1-9 jump to the presets in the order shown.
+    a.on_key(key(KeyCode::Char('4')));
+    assert_eq!(a.preset().unwrap().id, "short-stability");
+    a.on_key(key(KeyCode::Char('1')));
+    assert_eq!(a.preset().unwrap().id, "sgd-stability");
+}
+
+fn type_str(a: &mut App, text: &str) {
+    for c in text.chars() {
+        assert!(a.on_key(key(KeyCode::Char(c))).is_none(), "{c} acted");
+    }
+}
+
+#[test]
+fn filter_narrows_the_picker_as_you_type() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    a.focus = Panel::Runs;
+    a.on_key(key(KeyCode::Char('/')));
+    assert!(a.filtering);
+    assert_eq!(a.focus, Panel::Presets);
+    // Letters go to the filter, not to commands (q would quit, e would open the editor).
+    type_str(&mut a, "Stab");
+    assert_eq!(a.filter, "Stab");
+    assert_eq!(a.overlay, Overlay::None);
+    let s = screen(&a, 140, 40);
+    assert!(s.contains("/Stab_"), "{s}");
+    assert!(
+        s.contains("sgd-stability")
+            && s.contains("short-stability")
+            && s.contains("slow-stability"),
+        "{s}"
+    );
+    assert!(!s.contains("vsae") && !s.contains("local-reg-node"), "{s}");
+    assert!(!s.contains("sparse and compressed models"), "{s}");
+    // Backspace edits; a filter that matches nothing shows so and launches nothing.
+    type_str(&mut a, "qx");
+    let s = screen(&a, 140, 40);
+    assert!(s.contains("nothing matches"), "{s}");
+    a.on_key(key(KeyCode::Backspace));
+    a.on_key(key(KeyCode::Backspace));
+    assert_eq!(a.filter, "Stab");
+    // Esc clears the filter and the whole list is back.
+    a.on_key(key(KeyCode::Esc));
+    assert!(!a.filtering && a.filter.is_empty());
+    let s = screen(&a, 140, 40);
+    assert!(
+        s.contains("2 vsae") && s.contains("3 local-reg-node"),
+        "{s}"
+    );
+    // An author's name filters; Enter keeps the filter and keys act again.
+    a.on_key(key(KeyCode::Char('/')));
+    type_str(&mut a, "baker");
+    assert_eq!(a.preset().unwrap().id, "vsae");
+    a.on_key(key(KeyCode::Enter));
+    assert!(!a.filtering);
+    assert_eq!(a.filter, "baker");
+    let s = screen(&a, 140, 40);
+    assert!(s.contains("1 vsae") && s.contains("filter: baker"), "{s}");
+    assert!(!s.contains("sgd-stability"), "{s}");
+    a.on_key(key(KeyCode::Char('1')));
+    assert_eq!(a.preset().unwrap().id, "vsae");
+    a.on_key(key(KeyCode::Down));
+    assert_eq!(a.preset().unwrap().id, "vsae");
+    a.on_key(key(KeyCode::Char('e')));
+    assert!(matches!(a.overlay, Overlay::Params { .. }));
+    a.on_key(key(KeyCode::Esc));
+    a.on_key(key(KeyCode::Esc));
+    assert!(a.filter.is_empty());
+    let s = screen(&a, 140, 40);
+    assert!(s.contains("1 sgd-stability") && s.contains("2 vsae"), "{s}");
+    assert_eq!(a.preset().unwrap().id, "vsae");
+    // A paper not built yet is found by its title.
+    a.on_key(key(KeyCode::Char('/')));
+    type_str(&mut a, "interpolants");
+    let s = screen(&a, 140, 40);
+    assert!(
+        s.contains("stochastic-interpolants") && s.contains("generative models"),
+        "{s}"
+    );
+    assert!(a.on_key(key(KeyCode::Enter)).is_none());
+    assert!(
+        a.on_key(key(KeyCode::Enter)).is_none(),
+        "launched a hidden preset"
+    );
+    assert!(a.message.contains("no preset matches"), "{}", a.message);
+}
+
+#[test]
+fn picker_scrolls_with_the_cursor_at_a_small_height() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    let order: Vec<String> = a
+        .picker_order()
+        .iter()
+        .map(|&i| a.presets[i].id.clone())
+        .collect();
+    assert!(order.len() >= 5);
+    for (w, h) in [(MIN_WIDTH, MIN_HEIGHT), (80, 20)] {
+        a.on_key(key(KeyCode::Char('1')));
+        for step in 0..order.len() + 2 {
+            let pos = step.min(order.len() - 1);
+            assert_eq!(a.preset().unwrap().id, order[pos]);
+            let s = screen(&a, w, h);
+            let shown = format!("> {} {}", pos + 1, order[pos]);
+            assert!(s.contains(&shown), "{shown} not visible at {w}x{h}:\n{s}");
+            a.on_key(key(KeyCode::Down));
+        }
+        for pos in (0..order.len()).rev() {
+            assert_eq!(a.preset().unwrap().id, order[pos]);
+            let s = screen(&a, w, h);
+            let shown = format!("> {} {}", pos + 1, order[pos]);
+            assert!(s.contains(&shown), "{shown} not visible at {w}x{h}:\n{s}");
+            a.on_key(key(KeyCode::Up));
+        }
+    }
+    // The first preset's theme header comes back into view at the top.
+    let s = screen(&a, MIN_WIDTH, MIN_HEIGHT);
+    assert!(s.contains("stability and"), "{s}");
+}
+
+#[test]
+fn header_counts_running_and_queued_runs_apart() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    let p = a.presets[0].clone();
+    let dir = root.path().join("launch");
+    let infos: Vec<RunInfo> = (0..3u64)
+        .map(|i| RunInfo {
+            id: 20 + i,
+            launch: 2,
+            preset: p.id.clone(),
+            arm: format!("arm{i}"),
+            seed: 0,
+            params: Params::default(),
+            total_steps: 100,
+            dir: dir.join(format!("arm{i}-s0")),
+            device: Default::default(),
+        })
+        .collect();
+    a.add_launch(&p.id, 2, &dir, &infos);
+    let header = |a: &App| screen(a, 140, 30).lines().next().unwrap().to_string();
+    let h = header(&a);
+    assert!(h.contains("3 queued") && !h.contains("running"), "{h}");
+    assert_eq!(a.preset_status(&p.id), "queued (3)");
+    a.apply(EngineEvent::Started { run: 20 });
+    let h = header(&a);
+    assert!(h.contains("1 running") && h.contains("2 queued"), "{h}");
+    assert_eq!(a.preset_status(&p.id), "running (1), queued (2)");
+    a.apply(EngineEvent::Started { run: 21 });
+    a.apply(EngineEvent::Started { run: 22 });
+    let h = header(&a);
+    assert!(h.contains("3 running") && !h.contains("queued"), "{h}");
+    a.apply(EngineEvent::Ended {
+        run: 20,
+        status: RunStatus::Completed { steps: 100 },
+        final_values: BTreeMap::new(),
+    });
+    let h = header(&a);
+    assert!(h.contains("2 running"), "{h}");
 }

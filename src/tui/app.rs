@@ -14,6 +14,7 @@ use crate::experiments::{self};
 use crate::metrics::MetricSpec;
 use crate::params::{find_spec, Override};
 use crate::presets::Preset;
+use crate::roadmap::{Paper, Roadmap};
 use crate::verdict::Verdict;
 
 use super::runs::{scan_store, Origin, Phase, RunView};
@@ -95,6 +96,25 @@ pub enum Overlay {
     },
 }
 
+/// One line of the preset picker, in the order drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PickerRow {
+    /// A theme of the roadmap (or the presets that are not on it): its name, and how many of
+    /// its papers are built out of how many.
+    Theme {
+        name: &'static str,
+        built: usize,
+        papers: usize,
+    },
+    /// A loaded preset (index into `App::presets`): selectable.
+    Preset(usize),
+    /// A paper of the roadmap without a loaded preset: shown, not selectable.
+    Paper(&'static Paper),
+}
+
+/// The group of presets that are not on the roadmap (a user's own, test fixtures).
+pub const OTHER_PRESETS: &str = "other presets";
+
 /// A `&'static str` for a metric name read from disk, leaked once per distinct name.
 fn intern(name: String) -> &'static str {
     static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
@@ -112,7 +132,12 @@ pub const SMOOTHING: [f64; 7] = [0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99];
 
 pub struct App {
     pub presets: Vec<Preset>,
+    /// The selected preset (index into `presets`).
     pub selected: usize,
+    /// The preset filter: matched against id, title and authors, case-insensitive.
+    pub filter: String,
+    /// The filter is being typed: keys edit it instead of acting.
+    pub filtering: bool,
     pub focus: Panel,
     pub overlay: Overlay,
     pub runs: Vec<RunView>,
@@ -148,6 +173,8 @@ impl App {
         let mut app = App {
             presets,
             selected: 0,
+            filter: String::new(),
+            filtering: false,
             focus: Panel::Presets,
             overlay: Overlay::None,
             runs: Vec::new(),
@@ -170,7 +197,135 @@ impl App {
             store,
         };
         app.scan_store();
+        if let Some(&first) = app.picker_order().first() {
+            app.selected = first;
+        }
         app
+    }
+
+    /// Whether a preset matches the filter (an empty filter matches everything).
+    pub fn preset_matches(&self, p: &Preset) -> bool {
+        let f = self.filter.trim().to_lowercase();
+        f.is_empty()
+            || [&p.id, &p.title, &p.paper.title]
+                .into_iter()
+                .chain(&p.paper.authors)
+                .any(|t| t.to_lowercase().contains(&f))
+    }
+
+    fn paper_matches(&self, p: &Paper) -> bool {
+        let f = self.filter.trim().to_lowercase();
+        f.is_empty() || p.id.to_lowercase().contains(&f) || p.title.to_lowercase().contains(&f)
+    }
+
+    /// The picker's lines: per theme of the roadmap, a header, then its papers by number (a
+    /// loaded preset, or the paper dimmed when none is loaded), then the presets that are not on
+    /// the roadmap. Only what matches the filter; a theme without a match has no header.
+    pub fn picker_rows(&self) -> Vec<PickerRow> {
+        let roadmap = Roadmap::get();
+        let mut rows = Vec::new();
+        for theme in &roadmap.themes {
+            let papers: Vec<&'static Paper> = roadmap.in_theme(theme).collect();
+            let mut group = Vec::new();
+            for paper in &papers {
+                match self.presets.iter().position(|p| p.id == paper.id) {
+                    Some(i) if self.preset_matches(&self.presets[i]) => {
+                        group.push(PickerRow::Preset(i))
+                    }
+                    Some(_) => {}
+                    None if self.paper_matches(paper) => group.push(PickerRow::Paper(paper)),
+                    None => {}
+                }
+            }
+            if !group.is_empty() {
+                rows.push(PickerRow::Theme {
+                    name: theme.as_str(),
+                    built: papers.iter().filter(|p| roadmap.is_built(&p.id)).count(),
+                    papers: papers.len(),
+                });
+                rows.extend(group);
+            }
+        }
+        let others: Vec<PickerRow> = (0..self.presets.len())
+            .filter(|&i| roadmap.paper(&self.presets[i].id).is_none())
+            .filter(|&i| self.preset_matches(&self.presets[i]))
+            .map(PickerRow::Preset)
+            .collect();
+        if !others.is_empty() {
+            rows.push(PickerRow::Theme {
+                name: OTHER_PRESETS,
+                built: others.len(),
+                papers: others.len(),
+            });
+            rows.extend(others);
+        }
+        rows
+    }
+
+    /// The selectable presets in the order the picker shows them (1-9 jump to the first nine).
+    pub fn picker_order(&self) -> Vec<usize> {
+        self.picker_rows()
+            .into_iter()
+            .filter_map(|r| match r {
+                PickerRow::Preset(i) => Some(i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// After the filter changed: keep the selection when it still matches, else select the
+    /// first match.
+    fn refilter(&mut self) {
+        let order = self.picker_order();
+        if !order.contains(&self.selected) {
+            if let Some(&first) = order.first() {
+                self.select_preset(first);
+            }
+        }
+    }
+
+    /// The selected preset is hidden by a filter that matches no preset.
+    fn nothing_matches(&mut self) -> bool {
+        if !self.filter.is_empty() && !self.picker_order().contains(&self.selected) {
+            self.message = format!(
+                "no preset matches `{}` (Esc clears the filter)",
+                self.filter
+            );
+            return true;
+        }
+        false
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent) -> Option<Action> {
+        match key.code {
+            KeyCode::Esc => {
+                self.filter.clear();
+                self.filtering = false;
+                self.refilter();
+                self.message = "filter cleared".into();
+            }
+            KeyCode::Enter => {
+                self.filtering = false;
+                let n = self.picker_order().len();
+                self.message = if self.filter.is_empty() {
+                    "no filter".into()
+                } else {
+                    format!("filter `{}`: {n} preset(s); Esc clears it", self.filter)
+                };
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+                self.refilter();
+            }
+            KeyCode::Up => self.move_cursor(-1),
+            KeyCode::Down => self.move_cursor(1),
+            KeyCode::Char(c) if !c.is_control() => {
+                self.filter.push(c);
+                self.refilter();
+            }
+            _ => {}
+        }
+        None
     }
 
     pub fn preset(&self) -> Option<&Preset> {
@@ -274,6 +429,12 @@ impl App {
         self.runs.iter().filter(|r| r.phase.is_active()).count()
     }
 
+    /// Runs of this process training now, and runs waiting for their turn.
+    pub fn running_and_queued(&self) -> (usize, usize) {
+        let count = |ph: Phase| self.runs.iter().filter(|r| r.phase == ph).count();
+        (count(Phase::Running), count(Phase::Queued))
+    }
+
     /// Indices of the runs the dashboard shows: the runs picked to compare, else the opened run,
     /// else the selected preset's latest launch (this session's, else the newest stored one).
     pub fn shown_runs(&self) -> Vec<usize> {
@@ -360,6 +521,11 @@ impl App {
         // Esc followed quickly by a key arrives as Alt+key: treat it as both.
         if key.modifiers.contains(KeyModifiers::ALT) {
             self.overlay = Overlay::None;
+            if self.filtering {
+                self.filtering = false;
+                self.filter.clear();
+                self.refilter();
+            }
             key.modifiers.remove(KeyModifiers::ALT);
         }
         self.dirty = true;
@@ -385,6 +551,10 @@ impl App {
             Overlay::Arms { .. } => return self.on_arms_key(key),
             Overlay::Params { .. } => return self.on_params_key(key),
         }
+        // While the filter is typed, keys edit it (letters are not commands).
+        if self.filtering {
+            return self.on_filter_key(key);
+        }
         // Every key goes through the one key table (help and footer are drawn from it).
         let command = super::keymap::lookup(key.code)?;
         use super::keymap::Command as C;
@@ -404,10 +574,18 @@ impl App {
             C::Preset => {
                 if let KeyCode::Char(c @ '1'..='9') = key.code {
                     let i = c as usize - '1' as usize;
-                    if i < self.presets.len() {
-                        self.select_preset(i);
+                    if let Some(&p) = self.picker_order().get(i) {
+                        self.select_preset(p);
                     }
                 }
+            }
+            C::Filter => {
+                self.focus = Panel::Presets;
+                self.filtering = true;
+                self.refilter();
+                self.message =
+                    "filter: type an id, a title or an author; Enter keeps it, Esc clears it"
+                        .into();
             }
             C::PrevMetric => self.cycle_metric(-1),
             C::NextMetric => self.cycle_metric(1),
@@ -431,6 +609,9 @@ impl App {
                 }
             }
             C::ChooseArms => {
+                if self.nothing_matches() {
+                    return None;
+                }
                 if let Some(p) = self.preset() {
                     self.overlay = Overlay::Arms {
                         checked: vec![true; p.arms.len()],
@@ -438,7 +619,11 @@ impl App {
                     };
                 }
             }
-            C::EditParams => self.open_params_editor(),
+            C::EditParams => {
+                if !self.nothing_matches() {
+                    self.open_params_editor()
+                }
+            }
             C::PickRun => {
                 if self.focus == Panel::Runs {
                     self.toggle_compare()
@@ -460,12 +645,22 @@ impl App {
                 }
                 _ => return self.launch_action(None),
             },
-            C::Close => self.overlay = Overlay::None,
+            C::Close => {
+                self.overlay = Overlay::None;
+                if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.refilter();
+                    self.message = "filter cleared".into();
+                }
+            }
         }
         None
     }
 
     fn launch_action(&mut self, arms: Option<Vec<String>>) -> Option<Action> {
+        if self.nothing_matches() {
+            return None;
+        }
         let p = self.preset()?;
         Some(Action::Launch {
             preset: self.selected,
@@ -510,7 +705,14 @@ impl App {
         };
         match self.focus {
             Panel::Presets => {
-                let i = step(self.selected, self.presets.len());
+                let order = self.picker_order();
+                let i = match order.iter().position(|&p| p == self.selected) {
+                    Some(pos) => order[step(pos, order.len())],
+                    None => match order.first() {
+                        Some(&first) => first,
+                        None => return,
+                    },
+                };
                 self.select_preset(i);
             }
             Panel::Dashboard => self.dash_cursor = step(self.dash_cursor, self.shown_runs().len()),
@@ -759,13 +961,18 @@ impl App {
 
     /// Status of a preset in the picker: never run, running, or its last verdict.
     pub fn preset_status(&self, id: &str) -> String {
-        let running = self
-            .runs
-            .iter()
-            .filter(|r| r.preset == id && r.phase.is_active())
-            .count();
-        if running > 0 {
-            return format!("running ({running})");
+        let count = |ph: Phase| {
+            self.runs
+                .iter()
+                .filter(|r| r.preset == id && r.phase == ph)
+                .count()
+        };
+        let (running, queued) = (count(Phase::Running), count(Phase::Queued));
+        match (running, queued) {
+            (0, 0) => {}
+            (r, 0) => return format!("running ({r})"),
+            (0, q) => return format!("queued ({q})"),
+            (r, q) => return format!("running ({r}), queued ({q})"),
         }
         match self.verdicts.get(id) {
             Some((v, _)) => format!("last: {}", v.outcome().word()),

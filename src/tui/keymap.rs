@@ -12,6 +12,8 @@ pub enum Command {
     Down,
     /// Jump to preset 1-9 (the digit is in the key).
     Preset,
+    /// Start typing a filter of the preset list.
+    Filter,
     NextPanel,
     PrevPanel,
     Enter,
@@ -76,6 +78,13 @@ pub const KEYMAP: &[Binding] = &[
         help: "jump to preset 1-9",
         command: Command::Preset,
         footer: &[(Presets, "1-9 preset")],
+    },
+    Binding {
+        keys: &[KeyCode::Char('/')],
+        label: "/",
+        help: "filter presets by id, title or author as you type (Enter keeps it, Esc clears)",
+        command: Command::Filter,
+        footer: &[(Presets, "/ filter")],
     },
     Binding {
         keys: &[KeyCode::Tab],
@@ -185,7 +194,7 @@ pub const KEYMAP: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Esc],
         label: "Esc",
-        help: "close a popup",
+        help: "close a popup; clear the preset filter",
         command: Command::Close,
         footer: &[],
     },

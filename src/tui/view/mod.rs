@@ -107,11 +107,17 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
             Style::default().fg(Color::Cyan),
         ));
     }
-    let active = app.active_runs();
-    if active > 0 {
+    let (running, queued) = app.running_and_queued();
+    if running > 0 {
         spans.push(Span::styled(
-            format!("  {active} running"),
+            format!("  {running} running"),
             Style::default().fg(Color::Green),
+        ));
+    }
+    if queued > 0 {
+        spans.push(Span::styled(
+            format!("  {queued} queued"),
+            Style::default().fg(Color::Yellow),
         ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);

@@ -6,58 +6,131 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::tui::app::App;
+use crate::roadmap::Roadmap;
+use crate::tui::app::{App, PickerRow};
 
-/// Papers on the roadmap (one preset each).
-const ROADMAP: usize = 24;
+/// The picker: presets grouped by the roadmap's themes, papers not built yet dimmed, scrolled
+/// to keep the selection (and a line around it) in view.
+fn render_list(app: &App, frame: &mut Frame, area: Rect) {
+    let dim = Style::default().fg(Color::DarkGray);
+    let rows = app.picker_rows();
+    let mut number = 0;
+    let mut selected_row = None;
+    let items: Vec<ListItem> = rows
+        .iter()
+        .enumerate()
+        .map(|(row, r)| match *r {
+            PickerRow::Theme {
+                name,
+                built,
+                papers,
+            } => {
+                let count = if name == crate::tui::app::OTHER_PRESETS {
+                    format!(" ({built})")
+                } else {
+                    format!(" ({built}/{papers} built)")
+                };
+                ListItem::new(Line::from(vec![
+                    Span::styled(
+                        name.to_string(),
+                        Style::default()
+                            .fg(Color::Cyan)
+                            .add_modifier(Modifier::BOLD),
+                    ),
+                    Span::styled(count, dim),
+                ]))
+            }
+            PickerRow::Paper(p) => ListItem::new(Line::from(Span::styled(
+                format!("   {}  {} ({})", p.id, p.title, p.year),
+                dim,
+            ))),
+            PickerRow::Preset(i) => {
+                number += 1;
+                if i == app.selected {
+                    selected_row = Some(row);
+                }
+                let p = &app.presets[i];
+                let status = app.preset_status(&p.id);
+                let color = if status.contains("holds") {
+                    Color::Green
+                } else if status.contains("fails") {
+                    Color::Red
+                } else if status.starts_with("running") || status.starts_with("queued") {
+                    Color::Yellow
+                } else {
+                    Color::Gray
+                };
+                let label = if number <= 9 {
+                    format!("{number} ")
+                } else {
+                    "  ".into()
+                };
+                ListItem::new(vec![
+                    Line::from(vec![
+                        Span::styled(label, dim),
+                        Span::styled(p.id.clone(), Style::default().add_modifier(Modifier::BOLD)),
+                        Span::styled(format!("  {status}"), Style::default().fg(color)),
+                    ]),
+                    Line::from(Span::styled(
+                        format!(
+                            "  {} ({})",
+                            p.paper.authors.first().cloned().unwrap_or_default(),
+                            p.paper.year
+                        ),
+                        dim,
+                    )),
+                ])
+            }
+        })
+        .collect();
+    let roadmap = Roadmap::get();
+    let mut block = Block::default().borders(Borders::ALL).title(format!(
+        " Presets (roadmap: {} of {} papers not built) ",
+        roadmap.not_built(),
+        roadmap.papers.len()
+    ));
+    if app.filtering || !app.filter.is_empty() {
+        let (text, style) = if app.filtering {
+            (
+                format!(" /{}_ (Enter keeps, Esc clears) ", app.filter),
+                Style::default().fg(Color::Yellow),
+            )
+        } else {
+            (
+                format!(" filter: {} (Esc clears) ", app.filter),
+                Style::default().fg(Color::Yellow),
+            )
+        };
+        block = block.title_bottom(Line::from(Span::styled(text, style)));
+    }
+    let empty = items.is_empty();
+    let mut state = ListState::default().with_selected(selected_row);
+    frame.render_stateful_widget(
+        List::new(items)
+            .block(block)
+            .highlight_style(Style::default().bg(Color::DarkGray))
+            .highlight_symbol("> ")
+            .scroll_padding(1),
+        area,
+        &mut state,
+    );
+    if empty && area.width > 2 && area.height > 2 {
+        frame.render_widget(
+            Paragraph::new(format!("nothing matches `{}`", app.filter)).style(dim),
+            Rect {
+                x: area.x + 1,
+                y: area.y + 1,
+                width: area.width - 2,
+                height: 1,
+            },
+        );
+    }
+}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
-    let items: Vec<ListItem> = app
-        .presets
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let status = app.preset_status(&p.id);
-            let color = if status.contains("holds") {
-                Color::Green
-            } else if status.contains("fails") {
-                Color::Red
-            } else if status.starts_with("running") {
-                Color::Yellow
-            } else {
-                Color::Gray
-            };
-            ListItem::new(vec![
-                Line::from(vec![
-                    Span::styled(format!("{} ", i + 1), Style::default().fg(Color::DarkGray)),
-                    Span::styled(p.id.clone(), Style::default().add_modifier(Modifier::BOLD)),
-                    Span::styled(format!("  {status}"), Style::default().fg(color)),
-                ]),
-                Line::from(Span::styled(
-                    format!(
-                        "  {} ({})",
-                        p.paper.authors.first().cloned().unwrap_or_default(),
-                        p.paper.year
-                    ),
-                    Style::default().fg(Color::DarkGray),
-                )),
-            ])
-        })
-        .collect();
-    let mut state = ListState::default().with_selected(Some(app.selected));
-    frame.render_stateful_widget(
-        List::new(items)
-            .block(Block::default().borders(Borders::ALL).title(format!(
-                " Presets ({} more papers on the roadmap are not built yet) ",
-                ROADMAP.saturating_sub(crate::presets::builtin_files().len())
-            )))
-            .highlight_style(Style::default().bg(Color::DarkGray))
-            .highlight_symbol("> "),
-        left,
-        &mut state,
-    );
+    render_list(app, frame, left);
 
     let Some(p) = app.preset() else {
         frame.render_widget(
