@@ -298,34 +298,42 @@ fn draw_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
+/// What one chart shows, whatever its y axis.
+struct Chart<'a> {
+    /// The file it is written to (for errors).
+    out: &'a Path,
+    title: &'a str,
+    y_desc: &'a str,
+    x: Range<f64>,
+    arms: &'a [ArmSeries],
+    /// The name of the reference series, when drawn.
+    reference: Option<&'a str>,
+}
+
 /// Draws one chart into `root`, on the y axis `y` (linear or log).
 fn draw_chart<YR>(
     root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    out: &Path,
-    title: &str,
-    y_desc: &str,
-    x: Range<f64>,
+    c: &Chart<'_>,
     y: YR,
-    arms: &[ArmSeries],
-    reference: Option<&str>,
 ) -> Result<(), String>
 where
     YR: AsRangedCoord<Value = f64>,
     YR::CoordDescType: ValueFormatter<f64>,
 {
+    let (out, arms, reference) = (c.out, c.arms, c.reference);
     let err = draw_err(out);
     root.fill(&WHITE).map_err(&err)?;
     let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 22))
+        .caption(c.title, ("sans-serif", 22))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(80)
-        .build_cartesian_2d(x, y)
+        .build_cartesian_2d(c.x.clone(), y)
         .map_err(&err)?;
     chart
         .configure_mesh()
         .x_desc("step")
-        .y_desc(y_desc)
+        .y_desc(c.y_desc)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(BLACK.mix(0.06))
         .draw()
@@ -372,15 +380,25 @@ where
                 labelled = true;
             }
         }
+    }
+    // The references after every arm's line, so the legend lists the arms first.
+    for a in arms {
         for seg in &a.reference {
-            let dashed =
-                DashedLineSeries::new(seg.iter().map(|p| (p.0, p.1)), 8, 5, colour.stroke_width(1));
+            let dashed = DashedLineSeries::new(
+                seg.iter().map(|p| (p.0, p.1)),
+                8,
+                5,
+                a.colour.stroke_width(1),
+            );
             let anno = chart.draw_series(dashed).map_err(&err)?;
             if !reference_labelled {
                 if let Some(r) = reference {
                     anno.label(format!("{r} (dashed, per arm)"))
                         .legend(|(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 8, y)], BLACK.stroke_width(1))
+                            let dash = |x0, x1| {
+                                PathElement::new(vec![(x0, 0), (x1, 0)], BLACK.stroke_width(1))
+                            };
+                            EmptyElement::at((x, y)) + dash(0, 7) + dash(12, 20)
                         });
                     reference_labelled = true;
                 }
@@ -494,7 +512,18 @@ fn write_charts(runs: &[Run], dir: &Path) -> Result<usize, String> {
         if !spec.unit.is_empty() {
             y_desc = format!("{y_desc} [{}]", spec.unit);
         }
+        if log {
+            y_desc.push_str(" (log scale)");
+        }
         let out = dir.join(format!("{}.svg", safe_file_stem(metric)));
+        let chart = Chart {
+            out: &out,
+            title: &title,
+            y_desc: &y_desc,
+            x: x0..x1,
+            arms: &arms,
+            reference,
+        };
         let mut buf = String::new();
         {
             let root = SVGBackend::with_string(&mut buf, CHART_SIZE).into_drawing_area();
@@ -504,35 +533,17 @@ fn write_charts(runs: &[Run], dir: &Path) -> Result<usize, String> {
                 } else {
                     (y0 / 2.0, y0 * 2.0)
                 };
-                y_desc.push_str(" (log scale)");
-                draw_chart(
-                    &root,
-                    &out,
-                    &title,
-                    &y_desc,
-                    x0..x1,
-                    (lo..hi).log_scale(),
-                    &arms,
-                    reference,
-                )?;
+                draw_chart(&root, &chart, (lo..hi).log_scale())?;
             } else {
+                // A flat series gets a range around it: 10% of its size, or 1 around zero.
                 let pad = if y1 > y0 {
                     0.05 * (y1 - y0)
+                } else if y0 == 0.0 {
+                    1.0
                 } else {
-                    (0.1 * y0.abs())
-                        .max(1e-9)
-                        .max(if y0 == 0.0 { 1.0 } else { 0.0 })
+                    0.1 * y0.abs()
                 };
-                draw_chart(
-                    &root,
-                    &out,
-                    &title,
-                    &y_desc,
-                    x0..x1,
-                    (y0 - pad)..(y1 + pad),
-                    &arms,
-                    reference,
-                )?;
+                draw_chart(&root, &chart, (y0 - pad)..(y1 + pad))?;
             }
         }
         fs::write(&out, buf).map_err(|e| format!("{}: {e}", out.display()))?;
