@@ -11,6 +11,7 @@ pub mod devcheck;
 pub mod device;
 pub mod engine;
 pub mod experiments;
+pub mod export;
 pub mod headless;
 pub mod metrics;
 pub mod nn;
