@@ -46,6 +46,12 @@ pub enum Command {
         /// Submit to Slurm instead of running here.
         slurm: Option<crate::slurm::SlurmOptions>,
     },
+    /// Metrics of a run or launch as long-form CSV and SVG charts.
+    Export {
+        path: PathBuf,
+        csv: Option<PathBuf>,
+        svg: Option<PathBuf>,
+    },
     /// (Slurm tasks) train the run a folder describes.
     RunFolder {
         dir: PathBuf,
@@ -79,6 +85,8 @@ usage:
   reglab show RUN_DIR             print a stored run's config, final values and verdict
   reglab bench [--quick]          print speed figures (steps/s per arm, Hutchinson cost, overhead)
   reglab bench --torch-cases [--threads N]  the steps scripts/compare-pytorch.py times (JSON)
+  reglab export PATH [--csv FILE] [--svg DIR]
+                                  a run's or launch's metrics as long-form CSV and SVG charts
   reglab verify [--quick] [--preset ID]...  every preset's claim at its default (or quick)
                                   configuration, one table; verify.json and verify.md
   reglab sweep PRESET --grid KEY=V1,V2 [--grid ...] [--arm NAME] [--seed S]...
@@ -123,6 +131,17 @@ fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'
 }
 
 pub fn parse(args: &[String]) -> Result<Cli, String> {
+    // `export` has its own arguments.
+    if args.first().map(String::as_str) == Some("export") {
+        let (path, csv, svg) = crate::export::parse_args(&args[1..])?;
+        return Ok(Cli {
+            command: Command::Export { path, csv, svg },
+            presets_dirs: Vec::new(),
+            runs_dir: PathBuf::from("runs"),
+            jobs: 1,
+            max_memory: None,
+        });
+    }
     let mut cli = Cli {
         command: Command::Home,
         presets_dirs: Vec::new(),

@@ -127,6 +127,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Export { path, csv, svg } => {
+            match reglab::export::export(&path, csv.as_deref(), svg.as_deref()) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::RunFolder { dir } => match reglab::engine::manager::run_folder(&dir) {
             // A diverged run is a result; a failed one fails the task (and the final job).
             Ok(reglab::experiments::RunStatus::Failed { error }) => fail(error),
