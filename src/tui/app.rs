@@ -653,6 +653,7 @@ impl App {
                     self.message = "filter cleared".into();
                 }
             }
+            C::ExportChart => self.export_charts(),
         }
         None
     }
@@ -678,6 +679,29 @@ impl App {
         self.dash_cursor = 0;
         self.metric_idx = 0;
         self.verdict_scroll = 0;
+    }
+
+    /// Writes the focused run's launch as SVG charts and CSV into `<launch>/export/` and says
+    /// which file holds the chart on screen.
+    fn export_charts(&mut self) {
+        let Some(run) = self.focused_run_index().map(|i| &self.runs[i]) else {
+            self.message = "no run to export".into();
+            return;
+        };
+        let Some(launch) = run.dir.parent().map(|p| p.to_path_buf()) else {
+            return;
+        };
+        let out = launch.join("export");
+        let metric = self
+            .chart_metrics()
+            .get(self.metric_idx)
+            .map(|m| m.name.to_string())
+            .unwrap_or_default();
+        self.message =
+            match crate::export::export(&launch, Some(&out.join("metrics.csv")), Some(&out)) {
+                Ok(_) => format!("exported: {}", out.join(format!("{metric}.svg")).display()),
+                Err(e) => format!("export failed: {e}"),
+            };
     }
 
     fn cycle_focus(&mut self, d: i32) {

@@ -28,6 +28,7 @@ pub enum Command {
     LessSmoothing,
     PickRun,
     ClearPicks,
+    ExportChart,
     Help,
     Close,
     Quit,
@@ -183,6 +184,13 @@ pub const KEYMAP: &[Binding] = &[
         help: "clear picked or opened runs",
         command: Command::ClearPicks,
         footer: &[(Runs, "c clear")],
+    },
+    Binding {
+        keys: &[KeyCode::Char('x')],
+        label: "x",
+        help: "export the charts of the focused run's launch (SVG, and a long-form CSV)",
+        command: Command::ExportChart,
+        footer: &[(Dashboard, "x export")],
     },
     Binding {
         keys: &[KeyCode::Char('?')],
