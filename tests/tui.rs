@@ -762,3 +762,43 @@ fn header_counts_running_and_queued_runs_apart() {
     let h = header(&a);
     assert!(h.contains("2 running"), "{h}");
 }
+
+#[test]
+fn the_verify_table_opens_from_the_runs_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    // Without a verify folder: a message says how to make one.
+    a.on_key(key(KeyCode::Char('V')));
+    assert_eq!(a.overlay, Overlay::None);
+    assert!(a.message.contains("reglab verify --quick"), "{}", a.message);
+    let dir = root.path().join("verify-x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = reglab::verify::VerifyReport {
+        quick: true,
+        rows: vec![reglab::verify::VerifyRow {
+            preset: "sgd-stability".into(),
+            paper: "The paper (Wu 2023)".into(),
+            outcome: reglab::verdict::Outcome::Holds,
+            decided_by: "(i) holds: trace 23.9 <= 2/eta = 400".into(),
+            wall_s: 3.0,
+            runs: 23,
+            failed_runs: 0,
+            launch_dir: dir.clone(),
+        }],
+        dir: dir.clone(),
+    };
+    std::fs::write(
+        dir.join("verify.json"),
+        serde_json::to_string(&report).unwrap(),
+    )
+    .unwrap();
+    a.on_key(key(KeyCode::Char('V')));
+    assert!(matches!(a.overlay, Overlay::Verify(_)));
+    let s = screen(&a, 140, 30);
+    assert!(
+        s.contains("sgd-stability") && s.contains("HOLDS") && s.contains("trace 23.9"),
+        "{s}"
+    );
+    a.on_key(key(KeyCode::Esc));
+    assert_eq!(a.overlay, Overlay::None);
+}

@@ -84,6 +84,8 @@ pub struct Field {
 pub enum Overlay {
     None,
     Help,
+    /// The latest `reglab verify` table of the runs folder (its text).
+    Verify(String),
     Quit,
     Arms {
         checked: Vec<bool>,
@@ -547,6 +549,12 @@ impl App {
                 }
                 return None;
             }
+            Overlay::Verify(_) => {
+                if matches!(key.code, KeyCode::Esc | KeyCode::Char('V') | KeyCode::Enter) {
+                    self.overlay = Overlay::None;
+                }
+                return None;
+            }
             Overlay::Quit => return self.on_quit_key(key),
             Overlay::Arms { .. } => return self.on_arms_key(key),
             Overlay::Params { .. } => return self.on_params_key(key),
@@ -654,8 +662,34 @@ impl App {
                 }
             }
             C::ExportChart => self.export_charts(),
+            C::ShowVerify => self.show_verify(),
         }
         None
+    }
+
+    /// Opens the latest `reglab verify` table found in the runs folder.
+    fn show_verify(&mut self) {
+        let latest = std::fs::read_dir(&self.store.root).ok().and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("verify.json").is_file())
+                .max()
+        });
+        let report = latest.and_then(|d| {
+            serde_json::from_str::<crate::verify::VerifyReport>(
+                &std::fs::read_to_string(d.join("verify.json")).ok()?,
+            )
+            .ok()
+        });
+        match report {
+            Some(r) => self.overlay = Overlay::Verify(crate::verify::table(&r)),
+            None => {
+                self.message = format!(
+                    "no verify table under {}: run `reglab verify --quick` (headless) first",
+                    self.store.root.display()
+                )
+            }
+        }
     }
 
     fn launch_action(&mut self, arms: Option<Vec<String>>) -> Option<Action> {

@@ -29,6 +29,7 @@ pub enum Command {
     PickRun,
     ClearPicks,
     ExportChart,
+    ShowVerify,
     Help,
     Close,
     Quit,
@@ -191,6 +192,13 @@ pub const KEYMAP: &[Binding] = &[
         help: "export the charts of the focused run's launch (SVG, and a long-form CSV)",
         command: Command::ExportChart,
         footer: &[(Dashboard, "x export")],
+    },
+    Binding {
+        keys: &[KeyCode::Char('V')],
+        label: "V",
+        help: "the latest `reglab verify` table: every preset's claim, its verdict and numbers",
+        command: Command::ShowVerify,
+        footer: &[(Presets, "V verify")],
     },
     Binding {
         keys: &[KeyCode::Char('?')],

@@ -71,6 +71,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match &app.overlay {
         Overlay::None => {}
         Overlay::Help => popups::help(frame, area),
+        Overlay::Verify(text) => popups::text(frame, area, " reglab verify (Esc closes) ", text),
         Overlay::Quit => popups::quit(app, frame, area),
         Overlay::Arms { checked, cursor } => popups::arms(app, frame, area, checked, *cursor),
         Overlay::Params {

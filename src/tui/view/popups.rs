@@ -19,6 +19,21 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     c
 }
 
+/// A popup holding preformatted text (no wrapping: tables keep their columns).
+pub fn text(frame: &mut Frame, area: Rect, title: &str, text: &str) {
+    let lines: Vec<Line> = text.lines().map(|l| Line::from(l.to_string())).collect();
+    let r = centered(area, area.width, lines.len() as u16 + 2);
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title.to_string()),
+        ),
+        r,
+    );
+}
+
 pub fn help(frame: &mut Frame, area: Rect) {
     let rows = crate::tui::keymap::help_rows();
     let lines: Vec<Line> = rows
