@@ -179,6 +179,9 @@ fn verdict_panel_shows_claim_and_each_check() {
         s.contains("(iii) FAILS") && s.contains("numbers of iii"),
         "{s}"
     );
+    // Per-arm bars of the experiment's verdict metric: the trace over 2/eta.
+    assert!(s.contains("Per arm: hessian_trace / two_over_eta"), "{s}");
+    assert!(s.contains("diag-sgd1-eta0.035") && s.contains("█"), "{s}");
     // One run is still going: the picker says so, then shows the verdict once it ends.
     assert!(a.preset_status("sgd-stability").starts_with("running"));
     a.apply(EngineEvent::Ended {

@@ -44,6 +44,11 @@ pub trait Experiment: Send + Sync {
     fn quick_profile(&self) -> profile::Profile;
     /// The arms `reglab device-check` trains on the CPU and on CUDA.
     fn device_cases(&self) -> Vec<profile::DeviceCase>;
+    /// The per-arm bars the verdict panel draws: a metric, divided by a reference metric when
+    /// given (e.g. the trace over 2/eta), mean over seeds of the final values.
+    fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
+        None
+    }
     /// Appends this experiment's speed figures to `reglab bench`'s report.
     fn bench(&self, _quick: bool, _out: &mut String) {}
     /// Checks a run's parameters together (each one alone was checked against its range); the

@@ -247,6 +247,10 @@ impl Experiment for LocalRegNode {
         )]
     }
 
+    fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
+        Some(("nfe_test", None))
+    }
+
     fn quick_profile(&self) -> Profile {
         Profile {
             preset: "local-reg-node",

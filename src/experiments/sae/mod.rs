@@ -226,6 +226,10 @@ impl Experiment for VariationalSae {
         )]
     }
 
+    fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
+        Some(("dead_eval", None))
+    }
+
     fn quick_profile(&self) -> Profile {
         Profile {
             preset: "vsae",

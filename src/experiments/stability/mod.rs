@@ -374,6 +374,10 @@ impl Experiment for SgdStability {
         )]
     }
 
+    fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
+        Some(("hessian_trace", Some("two_over_eta")))
+    }
+
     fn quick_profile(&self) -> Profile {
         // One seed of every arm at the preset's size: about 20 runs of a few thousand steps.
         Profile {

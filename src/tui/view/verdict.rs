@@ -57,6 +57,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     Style::default().fg(Color::DarkGray),
                 ),
             ]));
+            lines.extend(arm_bars(app, &p.experiment, dir));
             // Every check on one line first, then the numbers behind each.
             for c in &v.checks {
                 lines.push(Line::from(vec![
@@ -97,4 +98,57 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             .block(block),
         area,
     );
+}
+
+/// One bar per arm of the launch in `dir`: the experiment's verdict metric (over its reference),
+/// mean over the arm's seeds of the last values.
+fn arm_bars(app: &App, experiment: &str, dir: &std::path::Path) -> Vec<Line<'static>> {
+    let Some((metric, reference)) =
+        crate::experiments::find(experiment).and_then(|e| e.verdict_bar())
+    else {
+        return Vec::new();
+    };
+    let mut by_arm: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for r in app.runs.iter().filter(|r| r.dir.parent() == Some(dir)) {
+        let v = r.last(metric);
+        let v = match reference {
+            Some(rf) => v.zip(r.last(rf)).map(|(a, b)| a / b),
+            None => v,
+        };
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            by_arm.entry(r.arm.clone()).or_default().push(v);
+        }
+    }
+    if by_arm.is_empty() {
+        return Vec::new();
+    }
+    let means: Vec<(String, f64)> = by_arm
+        .into_iter()
+        .map(|(a, v)| (a, v.iter().sum::<f64>() / v.len() as f64))
+        .collect();
+    let max = means
+        .iter()
+        .map(|m| m.1.abs())
+        .fold(0.0, f64::max)
+        .max(1e-300);
+    let width = means.iter().map(|m| m.0.len()).max().unwrap_or(0);
+    let mut lines = vec![
+        Line::from(""),
+        Line::from(Span::styled(
+            match reference {
+                Some(rf) => format!("Per arm: {metric} / {rf} (mean over seeds)"),
+                None => format!("Per arm: {metric} (mean over seeds)"),
+            },
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
+    ];
+    for (arm, v) in means {
+        let n = ((v.abs() / max) * 30.0).round() as usize;
+        lines.push(Line::from(vec![
+            Span::raw(format!("  {arm:<width$} ")),
+            Span::styled("█".repeat(n.max(1)), Style::default().fg(Color::Cyan)),
+            Span::raw(format!(" {}", crate::report::fmt_num(v))),
+        ]));
+    }
+    lines
 }
