@@ -2,6 +2,7 @@
 //! one arm of a preset through a [`RunContext`] (which streams its metrics) and, once every run of
 //! a launch has ended, computes the preset's verdict from what the runs measured.
 
+pub mod classifier;
 pub mod driver;
 pub mod node;
 pub mod profile;
