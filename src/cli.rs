@@ -35,6 +35,8 @@ pub enum Command {
     Verify {
         presets: Vec<String>,
         quick: bool,
+        /// Submit every run as one Slurm job array instead of running here.
+        slurm: Option<crate::slurm::SlurmOptions>,
     },
     /// One run per grid point and seed.
     Sweep {
@@ -58,6 +60,10 @@ pub enum Command {
     },
     /// (Slurm's final job) the verdict and sweep summary of a launch folder.
     FinishLaunch {
+        dir: PathBuf,
+    },
+    /// (Slurm's final job of `verify --slurm`) every launch's verdict and the table.
+    FinishVerify {
         dir: PathBuf,
     },
     Help,
@@ -89,6 +95,9 @@ usage:
                                   a run's or launch's metrics as long-form CSV and SVG charts
   reglab verify [--quick] [--preset ID]...  every preset's claim at its default (or quick)
                                   configuration, one table; verify.json and verify.md
+       [--slurm [--partition P] [--time T] [--cpus-per-task N] [--gres G]]
+                                  one Slurm array task per run; a final job (afterany)
+                                  writes the table
   reglab sweep PRESET --grid KEY=V1,V2 [--grid ...] [--arm NAME] [--seed S]...
                                   one run per grid point and seed; sweep.md with the final
                                   metrics against the grid
@@ -273,6 +282,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         Some("bench") => &["--quick", "--torch-cases", "--threads"],
         Some("device-check") => &["--quick"],
         Some("verify") => &[
+            "--slurm",
+            "--partition",
+            "--time",
+            "--gres",
+            "--cpus-per-task",
             "--quick",
             "--preset",
             "--runs",
@@ -280,7 +294,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--jobs",
             "--max-memory",
         ],
-        Some("run-folder") | Some("finish-launch") => &[],
+        Some("run-folder") | Some("finish-launch") | Some("finish-verify") => &[],
         Some("sweep") => &[
             "--slurm",
             "--partition",
@@ -338,9 +352,15 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         }
         Some("verify") => {
             extra(1)?;
+            if !slurm && slurm_opts != crate::slurm::SlurmOptions::default() {
+                return Err(
+                    "--partition, --time, --gres and --cpus-per-task go with --slurm".into(),
+                );
+            }
             Command::Verify {
                 presets: verify_presets,
                 quick,
+                slurm: slurm.then_some(slurm_opts),
             }
         }
         Some("sweep") => {
@@ -365,13 +385,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 slurm: slurm.then_some(slurm_opts),
             }
         }
-        Some(cmd @ ("run-folder" | "finish-launch")) => {
+        Some(cmd @ ("run-folder" | "finish-launch" | "finish-verify")) => {
             let dir = PathBuf::from(positional.get(1).ok_or("needs a folder")?.as_str());
             extra(2)?;
-            if cmd == "run-folder" {
-                Command::RunFolder { dir }
-            } else {
-                Command::FinishLaunch { dir }
+            match cmd {
+                "run-folder" => Command::RunFolder { dir },
+                "finish-launch" => Command::FinishLaunch { dir },
+                _ => Command::FinishVerify { dir },
             }
         }
         Some("show") => {

@@ -102,6 +102,45 @@ fn main() -> ExitCode {
         Command::Verify {
             presets: ids,
             quick,
+            slurm: Some(opts),
+        } => match reglab::verify::submit_slurm(&presets, &ids, quick, &store, &opts) {
+            Ok((dir, plan, s)) => {
+                for l in &plan.launches {
+                    println!(
+                        "{:<24} {:>3} runs -> {}",
+                        l.preset,
+                        l.runs,
+                        l.launch_dir.display()
+                    );
+                }
+                println!(
+                    "Slurm job array {} ({} tasks); the table (verify.md) comes with job {} \
+                     (afterany) in {}",
+                    s.array_job,
+                    s.tasks,
+                    s.finish_job,
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::FinishVerify { dir } => match reglab::verify::finish_slurm(&dir) {
+            Ok(report) => {
+                print!("{}", reglab::verify::table(&report));
+                if report.all_ran() {
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("reglab: some runs failed or never ended (see the table)");
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => fail(e),
+        },
+        Command::Verify {
+            presets: ids,
+            quick,
+            slurm: None,
         } => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -139,6 +178,10 @@ fn main() -> ExitCode {
         Command::RunFolder { dir } => match reglab::engine::manager::run_folder(&dir) {
             // A diverged run is a result; a failed one fails the task (and the final job).
             Ok(reglab::experiments::RunStatus::Failed { error }) => fail(error),
+            Ok(status @ reglab::experiments::RunStatus::Stopped { .. }) => {
+                eprintln!("reglab: {}: {}", dir.display(), status.describe());
+                ExitCode::from(143)
+            }
             Ok(status) => {
                 println!("{}: {}", dir.display(), status.describe());
                 ExitCode::SUCCESS

@@ -72,6 +72,43 @@ fn deciding(v: &Verdict) -> String {
     }
 }
 
+/// The presets `ids` name (all of them when empty).
+fn choose<'a>(presets: &'a [Preset], ids: &[String]) -> Result<Vec<&'a Preset>, String> {
+    if ids.is_empty() {
+        return Ok(presets.iter().collect());
+    }
+    ids.iter()
+        .map(|id| {
+            presets
+                .iter()
+                .find(|p| &p.id == id)
+                .ok_or_else(|| format!("no preset `{id}` (see reglab list)"))
+        })
+        .collect()
+}
+
+/// What a preset is launched with: its default configuration, or its experiment's quick
+/// profile (a user's preset of that experiment keeps its own default).
+fn request(p: &Preset, quick: bool) -> Result<LaunchRequest, String> {
+    let exp = experiments::find(&p.experiment)
+        .ok_or_else(|| format!("unknown experiment `{}`", p.experiment))?;
+    let profile = exp.quick_profile();
+    Ok(if quick && profile.preset == p.id {
+        LaunchRequest::from(&profile)
+    } else {
+        LaunchRequest::default()
+    })
+}
+
+fn paper_of(p: &Preset) -> String {
+    format!(
+        "{} ({} {})",
+        p.paper.title,
+        p.paper.authors.first().map(String::as_str).unwrap_or(""),
+        p.paper.year
+    )
+}
+
 /// Runs the verification: `ids` empty means every preset.
 pub async fn verify(
     presets: &[Preset],
@@ -80,18 +117,7 @@ pub async fn verify(
     store: RunStore,
     jobs: usize,
 ) -> Result<VerifyReport, String> {
-    let chosen: Vec<&Preset> = if ids.is_empty() {
-        presets.iter().collect()
-    } else {
-        ids.iter()
-            .map(|id| {
-                presets
-                    .iter()
-                    .find(|p| &p.id == id)
-                    .ok_or_else(|| format!("no preset `{id}` (see reglab list)"))
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let chosen = choose(presets, ids)?;
     let (manager, mut events) =
         RunManager::new(store.clone(), jobs, tokio::runtime::Handle::current());
     let manager = Arc::new(manager);
@@ -99,19 +125,7 @@ pub async fn verify(
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     let mut launches = Vec::new();
     for p in &chosen {
-        let exp = experiments::find(&p.experiment)
-            .ok_or_else(|| format!("unknown experiment `{}`", p.experiment))?;
-        let req = if quick {
-            let profile = exp.quick_profile();
-            if profile.preset != p.id {
-                // A user's preset of this experiment: its own default configuration.
-                LaunchRequest::default()
-            } else {
-                LaunchRequest::from(&profile)
-            }
-        } else {
-            LaunchRequest::default()
-        };
+        let req = request(p, quick)?;
         let launch = manager.launch(p, &req)?;
         launches.push((p, launch, Instant::now()));
     }
@@ -134,12 +148,7 @@ pub async fn verify(
             .count();
         rows.push(VerifyRow {
             preset: p.id.clone(),
-            paper: format!(
-                "{} ({} {})",
-                p.paper.title,
-                p.paper.authors.first().map(String::as_str).unwrap_or(""),
-                p.paper.year
-            ),
+            paper: paper_of(p),
             outcome: verdict.outcome(),
             decided_by: deciding(&verdict),
             wall_s: started.elapsed().as_secs_f64(),
@@ -152,13 +161,119 @@ pub async fn verify(
         .create_launch("verify")
         .map_err(|e| format!("cannot create the verify folder: {e}"))?;
     let report = VerifyReport { quick, rows, dir };
+    write_report(&report)?;
+    Ok(report)
+}
+
+fn write_report(report: &VerifyReport) -> Result<(), String> {
     std::fs::write(
         report.dir.join("verify.json"),
         serde_json::to_string_pretty(&report).unwrap_or_default(),
     )
     .map_err(|e| format!("writing verify.json: {e}"))?;
-    std::fs::write(report.dir.join("verify.md"), markdown(&report))
-        .map_err(|e| format!("writing verify.md: {e}"))?;
+    std::fs::write(report.dir.join("verify.md"), markdown(report))
+        .map_err(|e| format!("writing verify.md: {e}"))
+}
+
+/// One preset's launch in a verification submitted to Slurm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedLaunch {
+    pub preset: String,
+    pub paper: String,
+    pub launch_dir: PathBuf,
+    pub runs: usize,
+}
+
+/// A verification submitted to Slurm (`verify-plan.json` in its folder): the final job reads it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyPlan {
+    pub quick: bool,
+    pub launches: Vec<PlannedLaunch>,
+}
+
+/// Writes every chosen preset's launch folder, then submits one Slurm array task per run (of
+/// all presets together) and a final job that, once the array is over whatever happened
+/// (`afterany`), computes each verdict and writes the table ([`finish_slurm`]). Returns the
+/// verification folder, its plan and the jobs.
+pub fn submit_slurm(
+    presets: &[Preset],
+    ids: &[String],
+    quick: bool,
+    store: &RunStore,
+    opts: &crate::slurm::SlurmOptions,
+) -> Result<(PathBuf, VerifyPlan, crate::slurm::Submitted), String> {
+    let chosen = choose(presets, ids)?;
+    let mut launches = Vec::new();
+    let mut all_runs = Vec::new();
+    for p in &chosen {
+        let req = request(p, quick)?;
+        let (dir, runs) = crate::engine::manager::prepare_launch(store, p, &req, &[])?;
+        launches.push(PlannedLaunch {
+            preset: p.id.clone(),
+            paper: paper_of(p),
+            launch_dir: dir,
+            runs: runs.len(),
+        });
+        all_runs.extend(runs);
+    }
+    let dir = store
+        .create_launch("verify")
+        .map_err(|e| format!("cannot create the verify folder: {e}"))?;
+    let plan = VerifyPlan { quick, launches };
+    std::fs::write(
+        dir.join("verify-plan.json"),
+        serde_json::to_string_pretty(&plan).unwrap_or_default(),
+    )
+    .map_err(|e| format!("writing verify-plan.json: {e}"))?;
+    let finish = crate::slurm::FinishJob {
+        name: "reglab-verify",
+        dependency: "afterany",
+        args: vec!["finish-verify".into(), dir.display().to_string()],
+    };
+    let submitted = crate::slurm::submit_with(&dir, &all_runs, opts, &finish)?;
+    Ok((dir, plan, submitted))
+}
+
+/// The final job of [`submit_slurm`]: every launch's verdict over the runs that ended (a run
+/// that never ended counts as failed), and the table in `verify.json` / `verify.md`. A row's
+/// wall time is its longest run's (the tasks ran side by side).
+pub fn finish_slurm(dir: &std::path::Path) -> Result<VerifyReport, String> {
+    let plan: VerifyPlan = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("verify-plan.json"))
+            .map_err(|e| format!("{}: {e}", dir.join("verify-plan.json").display()))?,
+    )
+    .map_err(|e| format!("verify-plan.json: {e}"))?;
+    let mut rows = Vec::new();
+    for l in &plan.launches {
+        let (verdict, missing) = crate::engine::manager::finish_launch_with(&l.launch_dir, false)?;
+        let mut failed = missing.len();
+        let mut wall: f64 = 0.0;
+        let runs = std::fs::read_dir(&l.launch_dir).map_err(|e| e.to_string())?;
+        for run in runs.flatten().map(|e| e.path()) {
+            if let Ok(r) = crate::engine::store::open_run(&run) {
+                if let Some(s) = r.summary {
+                    wall = wall.max(s.wall_s);
+                    failed += matches!(s.status, RunStatus::Failed { .. }) as usize;
+                }
+            }
+        }
+        rows.push(VerifyRow {
+            preset: l.preset.clone(),
+            paper: l.paper.clone(),
+            outcome: verdict.outcome(),
+            decided_by: deciding(&verdict),
+            wall_s: wall,
+            runs: l.runs,
+            failed_runs: failed,
+            launch_dir: l.launch_dir.clone(),
+        });
+    }
+    let report = VerifyReport {
+        quick: plan.quick,
+        rows,
+        dir: dir.to_path_buf(),
+    };
+    write_report(&report)?;
     Ok(report)
 }
 

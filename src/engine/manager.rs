@@ -440,7 +440,7 @@ pub fn run_folder(dir: &std::path::Path) -> Result<RunStatus, String> {
     let config = store::read_config(dir)?;
     let exp = experiments::find(&config.experiment)
         .ok_or_else(|| format!("unknown experiment `{}`", config.experiment))?;
-    let _ = std::fs::write(dir.join(store::WRITER_PID), std::process::id().to_string());
+    let _ = std::fs::write(dir.join(store::WRITER_PID), store::writer_note());
     let info = RunInfo {
         id: 0,
         launch: 0,
@@ -453,13 +453,28 @@ pub fn run_folder(dir: &std::path::Path) -> Result<RunStatus, String> {
         device: config.device,
     };
     let (events, _) = super::events::channel();
-    let stop = AtomicBool::new(false);
+    // SIGTERM (scancel, a time limit) or SIGINT stops the run at its next step: it ends as
+    // stopped, with its summary and every metric written so far.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
     Ok(train(exp, &info, events, &stop).0)
 }
 
 /// Computes a launch's verdict from its runs' folders (every run must have ended) and writes it
 /// like a local launch does: `verdict.json`, and into each summary.
 pub fn finish_launch(launch_dir: &std::path::Path) -> Result<Verdict, String> {
+    finish_launch_with(launch_dir, true).map(|(v, _)| v)
+}
+
+/// Like [`finish_launch`]; with `require_all` false, runs that never ended (cancelled, killed)
+/// are left out of the verdict instead of stopping it, and their folders are returned.
+pub fn finish_launch_with(
+    launch_dir: &std::path::Path,
+    require_all: bool,
+) -> Result<(Verdict, Vec<PathBuf>), String> {
     let note: LaunchNote = serde_json::from_str(
         &std::fs::read_to_string(launch_dir.join("launch.json"))
             .map_err(|e| format!("{}: {e}", launch_dir.join("launch.json").display()))?,
@@ -468,6 +483,7 @@ pub fn finish_launch(launch_dir: &std::path::Path) -> Result<Verdict, String> {
     let exp = experiments::find(&note.experiment)
         .ok_or_else(|| format!("unknown experiment `{}`", note.experiment))?;
     let mut finished = Vec::new();
+    let mut missing = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(launch_dir)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -478,6 +494,10 @@ pub fn finish_launch(launch_dir: &std::path::Path) -> Result<Verdict, String> {
     for d in &dirs {
         let run = store::open_run(d)?;
         let Some(s) = run.summary else {
+            if !require_all {
+                missing.push(d.clone());
+                continue;
+            }
             return Err(format!(
                 "{}: no summary (the run has not ended)",
                 d.display()
@@ -501,7 +521,7 @@ pub fn finish_launch(launch_dir: &std::path::Path) -> Result<Verdict, String> {
             }
         }
     }
-    Ok(verdict)
+    Ok((verdict, missing))
 }
 
 /// Writes each measurement to `metrics.jsonl`, then streams it.

@@ -173,13 +173,14 @@ fn process_alive(pid: u32) -> bool {
 pub enum RunState {
     /// Its summary: how it ended.
     Ended(RunStatus),
-    /// Its writer is alive (this or another process).
+    /// Its writer is alive (this or another process, here or on a Slurm node).
     Running,
     /// No summary and no live writer: the process was killed.
     Interrupted,
-    /// Submitted to Slurm, its task not started (or cancelled before it started: see the
-    /// launch's `slurm-*.out`).
+    /// Submitted to Slurm, its task not started.
     Queued,
+    /// Its Slurm task ended (cancelled, failed, timed out) without a summary: how.
+    Cancelled(String),
     /// A file could not be read: the reason.
     Unreadable(String),
 }
@@ -190,13 +191,50 @@ impl RunState {
             RunState::Ended(s) => s.describe(),
             RunState::Running => "running".into(),
             RunState::Interrupted => "interrupted (its process ended without a summary)".into(),
-            RunState::Queued => "queued on Slurm (or cancelled before it started)".into(),
+            RunState::Queued => "queued on Slurm".into(),
+            RunState::Cancelled(why) => why.clone(),
             RunState::Unreadable(e) => format!("unreadable: {e}"),
         }
     }
 }
 
-/// The state of the run in `dir`, never failing: what cannot be read says why.
+/// This machine's name (a run's writer note records it: a process id means nothing elsewhere).
+pub fn this_host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// The text of a `writer.pid`: this process's id and this machine's name.
+pub fn writer_note() -> String {
+    format!("{} {}", std::process::id(), this_host())
+}
+
+/// How a run's Slurm task ended without a summary, from `squeue`, when it was one.
+fn slurm_end(dir: &Path, started: bool) -> Option<RunState> {
+    use crate::slurm::TaskState;
+    let (task, state) = crate::slurm::run_task(dir)?;
+    let what = if started {
+        "ended without a summary"
+    } else {
+        "never started the run"
+    };
+    match state? {
+        TaskState::Pending => Some(RunState::Queued),
+        TaskState::Running => Some(RunState::Running),
+        TaskState::Ended(word) => Some(RunState::Cancelled(format!(
+            "Slurm task {task} {}: {what}",
+            word.to_lowercase()
+        ))),
+        TaskState::Gone => Some(RunState::Cancelled(format!(
+            "Slurm task {task} is over and {what} (scancel-ed or killed)"
+        ))),
+    }
+}
+
+/// The state of the run in `dir`, never failing: what cannot be read says why. Runs submitted
+/// to Slurm are looked up with `squeue` (once per launch every two seconds).
 pub fn run_state(dir: &Path) -> RunState {
     let summary_path = dir.join("summary.json");
     if summary_path.exists() {
@@ -206,13 +244,33 @@ pub fn run_state(dir: &Path) -> RunState {
         };
     }
     match fs::read_to_string(dir.join(WRITER_PID)) {
-        Ok(text) => match text.trim().parse::<u32>() {
-            Ok(pid) if process_alive(pid) => RunState::Running,
-            _ => RunState::Interrupted,
+        Ok(text) => {
+            let mut words = text.split_whitespace();
+            let pid = words.next().and_then(|p| p.parse::<u32>().ok());
+            let here = words.next().is_none_or(|h| h == this_host());
+            match pid {
+                Some(pid) if here && process_alive(pid) => RunState::Running,
+                Some(_) if here => match slurm_end(dir, true) {
+                    // Its process is gone whatever Slurm still says.
+                    Some(RunState::Cancelled(why)) => RunState::Cancelled(why),
+                    _ => RunState::Interrupted,
+                },
+                // Written on another machine: only Slurm can say.
+                Some(_) => match slurm_end(dir, true) {
+                    Some(RunState::Queued) | None => RunState::Running,
+                    Some(s) => s,
+                },
+                None => RunState::Interrupted,
+            }
+        }
+        Err(_) => match slurm_end(dir, false) {
+            Some(s) => s,
+            // Submitted to Slurm (squeue cannot be asked here).
+            None if dir.parent().is_some_and(|l| l.join("slurm.json").is_file()) => {
+                RunState::Queued
+            }
+            None => RunState::Interrupted,
         },
-        // Submitted to Slurm: its task has not started here yet.
-        Err(_) if dir.parent().is_some_and(|l| l.join("slurm.json").is_file()) => RunState::Queued,
-        Err(_) => RunState::Interrupted,
     }
 }
 
@@ -291,7 +349,7 @@ impl RunStore {
         let dir = launch_dir.join(format!("{}-s{}", config.arm, config.seed));
         fs::create_dir_all(&dir)?;
         write_config(&dir, config)?;
-        fs::write(dir.join(WRITER_PID), std::process::id().to_string())?;
+        fs::write(dir.join(WRITER_PID), writer_note())?;
         Ok(dir)
     }
 

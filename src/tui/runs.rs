@@ -32,6 +32,8 @@ pub enum Phase {
     Running,
     /// Stored, without a summary, its writer alive: another process is writing it.
     Elsewhere,
+    /// Stored, submitted to Slurm, its task not started yet.
+    Waiting,
     Ended(RunStatus),
     /// Stored, without a summary and without a live writer (killed), or with files that cannot
     /// be read: why.
@@ -44,6 +46,7 @@ impl Phase {
         match state {
             store::RunState::Ended(s) => Phase::Ended(s),
             store::RunState::Running => Phase::Elsewhere,
+            store::RunState::Queued => Phase::Waiting,
             other => Phase::Stale(other.describe()),
         }
     }
@@ -53,6 +56,7 @@ impl Phase {
             Phase::Queued => "queued".into(),
             Phase::Running => "running".into(),
             Phase::Elsewhere => "running elsewhere".into(),
+            Phase::Waiting => "queued on Slurm".into(),
             Phase::Stale(why) => why.clone(),
             Phase::Ended(RunStatus::Completed { .. }) => "done".into(),
             Phase::Ended(s) => s.describe(),
@@ -61,6 +65,11 @@ impl Phase {
 
     pub fn is_active(&self) -> bool {
         matches!(self, Phase::Queued | Phase::Running)
+    }
+
+    /// Another process (or a Slurm task) will write this run: its folder is followed.
+    pub fn is_followed(&self) -> bool {
+        matches!(self, Phase::Elsewhere | Phase::Waiting)
     }
 }
 
@@ -176,7 +185,7 @@ impl RunView {
                 }
             }
         }
-        if self.phase == Phase::Elsewhere {
+        if self.phase.is_followed() {
             self.phase = Phase::of(store::run_state(&self.dir));
         }
     }
@@ -208,7 +217,7 @@ impl RunView {
 pub fn scan_store(store: &RunStore, runs: &mut Vec<RunView>) {
     let known: HashSet<PathBuf> = runs.iter().map(|r| r.dir.clone()).collect();
     for r in runs.iter_mut() {
-        if r.origin == Origin::Stored && r.phase == Phase::Elsewhere {
+        if r.origin == Origin::Stored && r.phase.is_followed() {
             r.follow_file();
         }
     }

@@ -27,7 +27,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             };
             let color = match &r.phase {
                 Phase::Running | Phase::Queued => Color::Green,
-                Phase::Elsewhere => Color::Yellow,
+                Phase::Elsewhere | Phase::Waiting => Color::Yellow,
                 Phase::Ended(s) if s.describe().starts_with("completed") => Color::Gray,
                 Phase::Ended(_) | Phase::Stale(_) => Color::Red,
             };
