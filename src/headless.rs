@@ -56,6 +56,8 @@ pub async fn run(
             EngineEvent::Started { run } => {
                 let _ = writeln!(out, "[{}] started", label(run));
             }
+            // Pictures are for the workbench (and stay in the run's pictures.json).
+            EngineEvent::Picture { .. } => {}
             EngineEvent::Metrics { run, point } => {
                 let due = last_print
                     .get(&run)

@@ -556,7 +556,10 @@ fn many_runs_are_charted_as_one_mean_line_per_arm() {
     }
     a.focus = Panel::Dashboard;
     let s = screen(&a, 140, 50);
-    assert!(s.contains("mean over seeds per arm"), "{s}");
+    assert!(
+        s.contains("mean and min-max band over seeds per arm"),
+        "{s}"
+    );
     // The legend names the three arms (the table below still lists every run).
     for arm in arms {
         assert!(
@@ -804,4 +807,45 @@ fn the_verify_table_opens_from_the_runs_folder() {
     );
     a.on_key(key(KeyCode::Esc));
     assert_eq!(a.overlay, Overlay::None);
+}
+
+#[test]
+fn g_toggles_a_mean_line_and_band_per_arm() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app_with_data(root.path());
+    a.focus = Panel::Dashboard;
+    assert!(!screen(&a, 140, 40).contains("band over seeds"));
+    a.on_key(key(KeyCode::Char('g')));
+    let s = screen(&a, 140, 40);
+    assert!(
+        s.contains("mean and min-max band over seeds per arm"),
+        "{s}"
+    );
+    a.on_key(key(KeyCode::Char('g')));
+    assert!(!screen(&a, 140, 40).contains("band over seeds"));
+}
+
+#[test]
+fn a_runs_pictures_are_drawn_beside_the_chart() {
+    use reglab::metrics::picture::Picture;
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app_with_data(root.path());
+    a.focus = Panel::Dashboard;
+    assert!(!screen(&a, 140, 40).contains('▀'));
+    let digits: Vec<f32> = (0..64 * 6).map(|i| (i % 7) as f32 / 6.0).collect();
+    let captions = (0..6).map(|i| format!("y{i}")).collect();
+    a.apply(EngineEvent::Picture {
+        run: 10,
+        name: "memorized".into(),
+        picture: Picture::images(8, 8, &digits, 0.0, 1.0, captions),
+    });
+    let s = screen(&a, 140, 40);
+    assert!(s.contains("memorized"), "{s}");
+    assert!(s.matches('▀').count() >= 8 * 4 * 3, "{s}");
+    assert!(s.contains("y0") && s.contains("y2"), "{s}");
+    // A narrow terminal keeps the chart alone; no size panics.
+    assert!(!screen(&a, 60, 30).contains('▀'));
+    for (w, h) in [(1, 1), (70, 8), (71, 12), (200, 60)] {
+        screen(&a, w, h);
+    }
 }

@@ -48,7 +48,10 @@ pub fn channel() -> (EventSender, EventReceiver) {
 }
 
 fn for_screen_only(ev: &EngineEvent) -> bool {
-    matches!(ev, EngineEvent::Metrics { .. } | EngineEvent::Log { .. })
+    matches!(
+        ev,
+        EngineEvent::Metrics { .. } | EngineEvent::Log { .. } | EngineEvent::Picture { .. }
+    )
 }
 
 impl EventSender {

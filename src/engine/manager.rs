@@ -37,6 +37,12 @@ pub enum EngineEvent {
     Metrics { run: RunId, point: MetricPoint },
     /// A line of the run's log.
     Log { run: RunId, line: String },
+    /// The run's latest picture of this name.
+    Picture {
+        run: RunId,
+        name: String,
+        picture: crate::metrics::picture::Picture,
+    },
     /// A run ended (completed, diverged, stopped or failed).
     Ended {
         run: RunId,
@@ -533,6 +539,45 @@ struct EngineSink {
     write_error: Option<String>,
     events: EventSender,
     started: Instant,
+    /// The latest picture of each name, and when `pictures.json` was last written (at most
+    /// once a second while training; once more at the end).
+    pictures: BTreeMap<String, crate::metrics::picture::Picture>,
+    pictures_written: Option<Instant>,
+    dir: Option<PathBuf>,
+}
+
+impl EngineSink {
+    fn new(
+        run: RunId,
+        writer: Option<MetricsWriter>,
+        log_file: Option<std::fs::File>,
+        write_error: Option<String>,
+        events: EventSender,
+        dir: Option<PathBuf>,
+    ) -> EngineSink {
+        EngineSink {
+            run,
+            writer,
+            log_file,
+            write_error,
+            events,
+            started: Instant::now(),
+            pictures: BTreeMap::new(),
+            pictures_written: None,
+            dir,
+        }
+    }
+
+    /// Writes `pictures.json` if a picture came since it was last written.
+    fn flush_pictures(&mut self) {
+        if let (Some(dir), false) = (&self.dir, self.pictures.is_empty()) {
+            if let Err(e) = store::write_pictures(dir, &self.pictures) {
+                self.write_error
+                    .get_or_insert(format!("writing pictures.json: {e}"));
+            }
+            self.pictures_written = Some(Instant::now());
+        }
+    }
 }
 
 impl MetricSink for EngineSink {
@@ -564,6 +609,21 @@ impl MetricSink for EngineSink {
             line,
         });
     }
+
+    fn picture(&mut self, name: &'static str, picture: crate::metrics::picture::Picture) {
+        self.pictures.insert(name.to_string(), picture.clone());
+        if self
+            .pictures_written
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.flush_pictures();
+        }
+        self.events.send(EngineEvent::Picture {
+            run: self.run,
+            name: name.to_string(),
+            picture,
+        });
+    }
 }
 
 /// Trains one run on the calling (blocking) thread and writes its summary.
@@ -583,14 +643,14 @@ fn train(
         .append(true)
         .open(info.dir.join("log.txt"))
         .ok();
-    let mut sink = EngineSink {
-        run: info.id,
+    let mut sink = EngineSink::new(
+        info.id,
         writer,
         log_file,
         write_error,
         events,
-        started,
-    };
+        Some(info.dir.clone()),
+    );
     let result: Result<RunEnd, RunStop> = {
         let mut ctx = RunContext::new(
             &info.params,
@@ -612,6 +672,7 @@ fn train(
             }
         }
     };
+    sink.flush_pictures();
     let mut status = RunStatus::from_result(&result);
     if let (Some(e), RunStatus::Completed { .. }) = (&sink.write_error, &status) {
         status = RunStatus::Failed { error: e.clone() };
@@ -635,14 +696,14 @@ fn train(
 pub fn record_cost_per_point(dir: &std::path::Path, points: usize, width: usize) -> f64 {
     const NAMES: [&str; 8] = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"];
     let (tx, mut rx) = super::events::channel();
-    let mut sink = EngineSink {
-        run: 0,
-        writer: MetricsWriter::create(&dir.join("metrics.jsonl")).ok(),
-        log_file: None,
-        write_error: None,
-        events: tx,
-        started: Instant::now(),
-    };
+    let mut sink = EngineSink::new(
+        0,
+        MetricsWriter::create(&dir.join("metrics.jsonl")).ok(),
+        None,
+        None,
+        tx,
+        None,
+    );
     let values: Vec<(&'static str, f64)> = (0..width.min(8))
         .map(|i| (NAMES[i], i as f64 * 0.1))
         .collect();

@@ -139,6 +139,22 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()
     fs::rename(tmp, path)
 }
 
+/// The latest picture of each name a run drew (`pictures.json` in its folder).
+pub fn write_pictures(
+    dir: &Path,
+    pictures: &BTreeMap<String, crate::metrics::picture::Picture>,
+) -> std::io::Result<()> {
+    write_json_atomic(&dir.join(PICTURES), pictures)
+}
+
+/// The pictures of the run in `dir` (none when it drew none).
+pub fn read_pictures(dir: &Path) -> BTreeMap<String, crate::metrics::picture::Picture> {
+    read_json(&dir.join(PICTURES)).unwrap_or_default()
+}
+
+/// A run's pictures file.
+pub const PICTURES: &str = "pictures.json";
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))

@@ -35,6 +35,8 @@ impl Schedule {
 #[derive(Clone, Debug, Default)]
 pub struct Evaluation {
     pub values: Vec<(&'static str, f64)>,
+    /// Pictures to show (the latest of each name is kept).
+    pub pictures: Vec<(&'static str, crate::metrics::picture::Picture)>,
     /// End the run after this measurement (e.g. the loss fell below a stopping threshold).
     pub stop_early: bool,
 }
@@ -43,6 +45,7 @@ impl Evaluation {
     pub fn new(values: Vec<(&'static str, f64)>) -> Evaluation {
         Evaluation {
             values,
+            pictures: Vec::new(),
             stop_early: false,
         }
     }
@@ -76,6 +79,9 @@ pub fn drive(
         if step.is_multiple_of(schedule.log_every.max(1)) || at_end {
             let e = trainer.evaluate(step, at_end)?;
             ctx.record(step, &e.values);
+            for (name, p) in e.pictures {
+                ctx.picture(name, p);
+            }
             last = e.values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             if at_end || e.stop_early {
                 if e.stop_early && !at_end {

@@ -114,6 +114,8 @@ macro_rules! on_device {
 pub trait MetricSink: Send {
     fn record(&mut self, step: u64, values: &[(&'static str, f64)]);
     fn log(&mut self, line: String);
+    /// The latest picture named `name` (a digit grid, a scatter); replaces the previous one.
+    fn picture(&mut self, _name: &'static str, _picture: crate::metrics::picture::Picture) {}
 }
 
 /// A sink that keeps everything in memory (tests, benchmarks).
@@ -121,6 +123,7 @@ pub trait MetricSink: Send {
 pub struct MemorySink {
     pub points: Vec<(u64, Vec<(&'static str, f64)>)>,
     pub lines: Vec<String>,
+    pub pictures: BTreeMap<&'static str, crate::metrics::picture::Picture>,
 }
 
 impl MetricSink for MemorySink {
@@ -129,6 +132,9 @@ impl MetricSink for MemorySink {
     }
     fn log(&mut self, line: String) {
         self.lines.push(line);
+    }
+    fn picture(&mut self, name: &'static str, picture: crate::metrics::picture::Picture) {
+        self.pictures.insert(name, picture);
     }
 }
 
@@ -174,6 +180,11 @@ impl<'a> RunContext<'a> {
 
     pub fn log(&mut self, line: impl Into<String>) {
         self.sink.log(line.into());
+    }
+
+    /// Shows `picture` as the run's latest `name` picture.
+    pub fn picture(&mut self, name: &'static str, picture: crate::metrics::picture::Picture) {
+        self.sink.picture(name, picture);
     }
 
     /// True once someone asked this run to stop; the experiment ends with [`RunStop::Stopped`].

@@ -20,6 +20,9 @@ use crate::verdict::Verdict;
 use super::runs::{scan_store, Origin, Phase, RunView};
 
 /// The panels Tab cycles through.
+/// With more runs than this on the chart, the dashboard draws one mean line and band per arm.
+pub const GROUP_ABOVE: usize = 12;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Panel {
     Presets,
@@ -151,6 +154,9 @@ pub struct App {
     pub opened: Option<PathBuf>,
     pub metric_idx: usize,
     pub log_scale: bool,
+    /// Mean and band per arm (Some(true)), a line per run (Some(false)), or by the number of
+    /// runs shown (None).
+    pub group_seeds: Option<bool>,
     pub smoothing_idx: usize,
     pub verdict_scroll: u16,
     /// Latest verdict per preset id, with the launch folder it belongs to.
@@ -186,6 +192,7 @@ impl App {
             opened: None,
             metric_idx: 0,
             log_scale: false,
+            group_seeds: None,
             smoothing_idx: 0,
             verdict_scroll: 0,
             verdicts: HashMap::new(),
@@ -409,6 +416,11 @@ impl App {
                 }
             }
             EngineEvent::Log { .. } => {}
+            EngineEvent::Picture { run, name, picture } => {
+                if let Some(r) = self.own_run(run) {
+                    r.pictures.insert(name, picture);
+                }
+            }
             EngineEvent::Ended { run, status, .. } => {
                 if let Some(r) = self.own_run(run) {
                     r.phase = Phase::Ended(status);
@@ -429,6 +441,11 @@ impl App {
 
     pub fn active_runs(&self) -> usize {
         self.runs.iter().filter(|r| r.phase.is_active()).count()
+    }
+
+    /// Whether the dashboard draws one mean line and band per arm for `shown` runs.
+    pub fn grouped(&self, shown: usize) -> bool {
+        self.group_seeds.unwrap_or(shown > GROUP_ABOVE)
     }
 
     /// Runs of this process training now, and runs waiting for their turn.
@@ -598,6 +615,10 @@ impl App {
             C::PrevMetric => self.cycle_metric(-1),
             C::NextMetric => self.cycle_metric(1),
             C::ToggleLog => self.log_scale = !self.log_scale,
+            C::GroupSeeds => {
+                let now = self.grouped(self.shown_runs().len());
+                self.group_seeds = Some(!now);
+            }
             C::MoreSmoothing => {
                 self.smoothing_idx = (self.smoothing_idx + 1).min(SMOOTHING.len() - 1)
             }

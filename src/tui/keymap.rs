@@ -24,6 +24,8 @@ pub enum Command {
     PrevMetric,
     NextMetric,
     ToggleLog,
+    /// One mean line and a min-max band per arm instead of a line per run.
+    GroupSeeds,
     MoreSmoothing,
     LessSmoothing,
     PickRun,
@@ -157,6 +159,13 @@ pub const KEYMAP: &[Binding] = &[
         help: "toggle log scale",
         command: Command::ToggleLog,
         footer: &[(Dashboard, "l log")],
+    },
+    Binding {
+        keys: &[KeyCode::Char('g')],
+        label: "g",
+        help: "per arm: the mean over seeds and a min-max band (on by default above 12 runs)",
+        command: Command::GroupSeeds,
+        footer: &[(Dashboard, "g seeds")],
     },
     Binding {
         keys: &[KeyCode::Char('+'), KeyCode::Char('=')],

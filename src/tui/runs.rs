@@ -88,6 +88,10 @@ pub struct RunView {
     pub elapsed_s: f64,
     /// Steps per second, smoothed.
     pub rate: Option<f64>,
+    /// The latest picture of each name the run drew.
+    pub pictures: BTreeMap<String, crate::metrics::picture::Picture>,
+    /// When `pictures.json` was last read (stored runs).
+    pictures_read: Option<std::time::SystemTime>,
     /// Bytes of `metrics.jsonl` already read (stored runs).
     read_offset: u64,
 }
@@ -107,6 +111,8 @@ impl RunView {
             step: 0,
             elapsed_s: 0.0,
             rate: None,
+            pictures: BTreeMap::new(),
+            pictures_read: None,
             read_offset: 0,
         }
     }
@@ -135,6 +141,8 @@ impl RunView {
             step: 0,
             elapsed_s: 0.0,
             rate: None,
+            pictures: BTreeMap::new(),
+            pictures_read: None,
             read_offset: 0,
         };
         v.follow_file();
@@ -184,6 +192,13 @@ impl RunView {
                     self.read_offset += upto as u64;
                 }
             }
+        }
+        let modified = std::fs::metadata(self.dir.join(store::PICTURES))
+            .and_then(|m| m.modified())
+            .ok();
+        if modified.is_some() && modified != self.pictures_read {
+            self.pictures = store::read_pictures(&self.dir);
+            self.pictures_read = modified;
         }
         if self.phase.is_followed() {
             self.phase = Phase::of(store::run_state(&self.dir));

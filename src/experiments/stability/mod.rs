@@ -525,6 +525,7 @@ impl<D: Device<f64>> Trainer for StabilityRun<D> {
                 ("two_over_eta", 2.0 / s.eta),
                 ("param_norm", s.model.param_norm_on(&self.store)),
             ],
+            pictures: Vec::new(),
             stop_early: converged_early,
         })
     }

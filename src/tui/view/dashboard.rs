@@ -20,8 +20,6 @@ use super::{fmt_duration, run_color};
 
 /// Sparkline characters per metric cell.
 const SPARK: usize = 8;
-/// With more runs than this on the chart, it draws one line per arm (the mean over its seeds).
-pub const GROUP_ABOVE: usize = 12;
 
 /// The mean of several series at each step they share (steps seen in only some series use the
 /// series that have them).
@@ -29,22 +27,39 @@ fn mean_by_step(series: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
     if series.len() == 1 {
         return series[0].clone();
     }
-    let mut acc: std::collections::BTreeMap<u64, (f64, f64, usize)> = Default::default();
+    by_step(series)
+        .into_iter()
+        .map(|(x, ys)| (x, ys.iter().sum::<f64>() / ys.len() as f64))
+        .collect()
+}
+
+/// The finite values of several series at each step, steps in order.
+fn by_step(series: &[Vec<(f64, f64)>]) -> Vec<(f64, Vec<f64>)> {
+    let mut acc: std::collections::BTreeMap<u64, (f64, Vec<f64>)> = Default::default();
     for s in series {
         for &(x, y) in s {
             if y.is_finite() {
-                let e = acc.entry(x.to_bits()).or_insert((x, 0.0, 0));
-                e.1 += y;
-                e.2 += 1;
+                acc.entry(x.to_bits()).or_insert((x, Vec::new())).1.push(y);
             }
         }
     }
-    let mut out: Vec<(f64, f64)> = acc
-        .into_values()
-        .map(|(x, s, n)| (x, s / n as f64))
-        .collect();
+    let mut out: Vec<(f64, Vec<f64>)> = acc.into_values().collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
+}
+
+/// The lowest and the highest value over several series at each step two or more of them
+/// share: the edges of a band around their mean.
+pub fn band_by_step(series: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    by_step(series)
+        .into_iter()
+        .filter(|(_, ys)| ys.len() >= 2)
+        .map(|(x, ys)| {
+            let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            ((x, lo), (x, hi))
+        })
+        .unzip()
 }
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -62,10 +77,38 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let table_height = (shown.len() as u16 + 3).min(area.height / 2).max(4);
-    let [chart_area, table_area] =
+    let [top_area, table_area] =
         Layout::vertical([Constraint::Min(6), Constraint::Length(table_height)]).areas(area);
+    // The focused run's pictures (digit grids, scatters) beside the chart, when there is room.
+    let focused = &app.runs[shown[0]];
+    let chart_area = if !focused.pictures.is_empty() && top_area.width >= 70 {
+        let [chart_area, picture_area] = Layout::horizontal([
+            Constraint::Min(40),
+            Constraint::Length((top_area.width * 2 / 5).min(48)),
+        ])
+        .areas(top_area);
+        render_pictures(focused, frame, picture_area);
+        chart_area
+    } else {
+        top_area
+    };
     render_chart(app, frame, chart_area, &shown);
     render_table(app, frame, table_area, &shown);
+}
+
+/// The run's pictures stacked, each in an equal share of the height.
+fn render_pictures(run: &crate::tui::runs::RunView, frame: &mut Frame, area: Rect) {
+    let n = run.pictures.len().min(3);
+    let parts = Layout::vertical(vec![Constraint::Ratio(1, n as u32); n]).split(area);
+    for ((name, picture), part) in run.pictures.iter().zip(parts.iter()) {
+        frame.render_widget(
+            super::pictures::PictureView {
+                title: format!("{name} ({})", run.label()),
+                picture,
+            },
+            *part,
+        );
+    }
 }
 
 fn to_scale(points: &[(f64, f64)], log: bool) -> Vec<(f64, f64)> {
@@ -76,9 +119,20 @@ fn to_scale(points: &[(f64, f64)], log: bool) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// One line of the chart: the run's position among those shown, whether it is a reference line,
-/// and its points (already smoothed and scaled).
-type Series = (usize, bool, Vec<(f64, f64)>);
+/// One line of the chart: the run's (or arm's) position among those shown, what it is, and its
+/// points (already smoothed and scaled).
+type Series = (usize, Trace, Vec<(f64, f64)>);
+
+/// What a line of the chart draws.
+#[derive(Clone, Copy, PartialEq)]
+enum Trace {
+    /// A run, or the mean of an arm's runs.
+    Mean,
+    /// A reference (e.g. 2/eta).
+    Reference,
+    /// An edge of an arm's min-max band over seeds.
+    Band,
+}
 
 fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
     let metrics = app.chart_metrics();
@@ -88,8 +142,9 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
     let m = &metrics[app.metric_idx % metrics.len()];
     let log = app.log_scale;
     let w = app.smoothing();
-    // Many runs: one line per arm, the mean over its seeds; otherwise one line per run.
-    let grouped = shown.len() > GROUP_ABOVE;
+    // Many runs (or asked with `g`): one line per arm, the mean over its seeds, between the
+    // edges of a min-max band; otherwise one line per run.
+    let grouped = app.grouped(shown.len());
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for &ri in shown {
         let label = if grouped {
@@ -110,7 +165,16 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
             .filter_map(|&ri| app.series_points(ri, m.name))
             .collect();
         if !own.is_empty() {
-            series.push((ci, false, to_scale(&smooth(&mean_by_step(&own), w), log)));
+            series.push((
+                ci,
+                Trace::Mean,
+                to_scale(&smooth(&mean_by_step(&own), w), log),
+            ));
+        }
+        if grouped && own.len() >= 2 {
+            let (lo, hi) = band_by_step(&own);
+            series.push((ci, Trace::Band, to_scale(&smooth(&lo, w), log)));
+            series.push((ci, Trace::Band, to_scale(&smooth(&hi, w), log)));
         }
         let refs: Vec<Vec<(f64, f64)>> = members
             .iter()
@@ -118,7 +182,7 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
             .map(|h| h.points())
             .collect();
         if !refs.is_empty() {
-            series.push((ci, true, to_scale(&mean_by_step(&refs), log)));
+            series.push((ci, Trace::Reference, to_scale(&mean_by_step(&refs), log)));
         }
     }
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -145,17 +209,22 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
     let named = groups.len() <= 8;
     let datasets: Vec<Dataset> = series
         .iter()
-        .map(|(ci, is_ref, pts)| {
+        .map(|(ci, kind, pts)| {
+            let style = Style::default().fg(run_color(*ci));
             let mut d = Dataset::default()
                 .data(pts)
                 .graph_type(GraphType::Line)
-                .marker(if *is_ref {
-                    Marker::Dot
-                } else {
-                    Marker::Braille
+                .marker(match kind {
+                    Trace::Mean => Marker::Braille,
+                    Trace::Reference => Marker::Dot,
+                    Trace::Band => Marker::Braille,
                 })
-                .style(Style::default().fg(run_color(*ci)));
-            if named && !*is_ref {
+                .style(if *kind == Trace::Band {
+                    style.add_modifier(Modifier::DIM)
+                } else {
+                    style
+                });
+            if named && *kind == Trace::Mean {
                 d = d.name(groups[*ci].0.clone());
             }
             d
@@ -178,7 +247,7 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
         app.metric_idx % metrics.len() + 1,
         metrics.len(),
         if grouped {
-            ", mean over seeds per arm"
+            ", mean and min-max band over seeds per arm"
         } else {
             ""
         },

@@ -1,6 +1,7 @@
 //! Drawing: a pure function of [`App`] onto a ratatui frame. No I/O happens here.
 
 mod dashboard;
+pub mod pictures;
 pub mod popups;
 mod presets;
 mod runs;
