@@ -48,9 +48,12 @@ fn by_step(series: &[Vec<(f64, f64)>]) -> Vec<(f64, Vec<f64>)> {
     out
 }
 
+/// Points of a line: (step, value).
+type Points = Vec<(f64, f64)>;
+
 /// The lowest and the highest value over several series at each step two or more of them
 /// share: the edges of a band around their mean.
-pub fn band_by_step(series: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+pub fn band_by_step(series: &[Vec<(f64, f64)>]) -> (Points, Points) {
     by_step(series)
         .into_iter()
         .filter(|(_, ys)| ys.len() >= 2)
