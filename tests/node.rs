@@ -152,6 +152,20 @@ async fn local_regularization_at_toy_scale() {
     );
     assert!(bar > 0.0 && bar < 0.1, "{bar}");
     assert!(acc >= base - bar && base > 0.85, "{acc} vs {base}\n{text}");
+    // Each run keeps the test digits it got wrong as a picture (captions "predicted (true)").
+    let run = res.launch_dir.join("digits-local-s1");
+    let pictures = reglab::engine::store::read_pictures(&run);
+    let wrong = &pictures["wrong test digits: predicted (true)"];
+    match wrong {
+        reglab::metrics::picture::Picture::Images { captions, .. } => {
+            assert!(!captions.is_empty() && captions.len() <= 24);
+            assert_eq!(wrong.image_count(), captions.len());
+            let c = &captions[0];
+            let (pred, truth) = (c.chars().next().unwrap(), c.chars().nth(3).unwrap());
+            assert_ne!(pred, truth, "{c}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ use super::driver::{self, Evaluation, Schedule};
 use super::profile::{DeviceCase, Profile};
 use super::{Experiment, FinishedRun, RunContext, RunEnd, RunStop};
 use crate::artifacts::{self, NamedTensor};
+use crate::metrics::picture::Picture;
 use crate::metrics::{MetricSpec, Relative};
 use crate::nn::{Optimizer, ParamId, ParamStore, Rule};
 use crate::ode::{self, Step, Tolerances};
@@ -426,7 +427,9 @@ impl<D: Device<f64>> driver::Trainer for NodeRun<D> {
             }
             Task::Spiral { .. } => values.push(("test_mse", e.score)),
         }
-        Ok(Evaluation::new(values))
+        let mut evaluation = Evaluation::new(values);
+        evaluation.pictures.push(e.picture);
+        Ok(evaluation)
     }
 
     fn step(&mut self, step: u64) -> Result<f64, RunStop> {
@@ -579,6 +582,8 @@ struct EvalResult {
     /// Accuracy (digits) or MSE (spiral) on the test set.
     score: f64,
     nfe: f64,
+    /// What to look at: the test digits it gets wrong, or the predicted spiral over the data.
+    picture: (&'static str, Picture),
 }
 
 impl Trainer {
@@ -932,9 +937,25 @@ impl Trainer {
                         .broadcast_like::<_, Axis<0>>(&(n, CLASSES));
                 let logits = logits.download();
                 let (_, acc) = softmax_xent(&logits, y_test);
+                // Up to 24 misclassified test digits, captioned "predicted (true)".
+                let mut pixels = Vec::new();
+                let mut captions = Vec::new();
+                for (i, &y) in y_test.iter().enumerate() {
+                    let row = &logits[i * CLASSES..(i + 1) * CLASSES];
+                    let pred = crate::metrics::classification::argmax(row);
+                    if pred != y && captions.len() < 24 {
+                        let img = &x_test[i * DIGIT_FEATURES..(i + 1) * DIGIT_FEATURES];
+                        pixels.extend(img.iter().map(|&v| v as f32));
+                        captions.push(format!("{pred} ({y})"));
+                    }
+                }
                 Ok(EvalResult {
                     score: acc,
                     nfe: sol.stats.nfe as f64,
+                    picture: (
+                        "wrong test digits: predicted (true)",
+                        Picture::images(8, 8, &pixels, 0.0, 1.0, captions),
+                    ),
                 })
             }
             Task::Spiral { y0, times, states } => {
@@ -943,20 +964,28 @@ impl Trainer {
                 let y0 = dev.upload(y0.clone(), (1usize, 2usize));
                 let sol = self.solve(net, &p, &y0, &t_test)?;
                 let mut mse = 0.0;
+                let mut predicted = Vec::with_capacity(t_test.len());
                 for (y, target) in sol.ys.iter().zip(states.iter().skip(1).step_by(2)) {
+                    let y = y.download();
+                    predicted.push([y[0] as f32, y[1] as f32]);
                     mse += y
-                        .download()
                         .iter()
                         .zip(target)
                         .map(|(a, b)| (a - b).powi(2))
                         .sum::<f64>();
                 }
+                let observed: Vec<[f32; 2]> =
+                    states.iter().map(|s| [s[0] as f32, s[1] as f32]).collect();
                 mse /= t_test.len() as f64;
                 // NFE of a prediction with only its end point requested.
                 let end = self.solve(net, &p, &y0, &[*times.last().unwrap()])?;
                 Ok(EvalResult {
                     score: mse,
                     nfe: end.stats.nfe as f64,
+                    picture: (
+                        "spiral: predicted over observed",
+                        Picture::scatter(&predicted, &observed),
+                    ),
                 })
             }
         }
