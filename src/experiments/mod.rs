@@ -4,6 +4,7 @@
 
 pub mod classifier;
 pub mod driver;
+pub mod elr;
 pub mod node;
 pub mod profile;
 pub mod sae;
@@ -68,10 +69,11 @@ pub trait Experiment: Send + Sync {
 static STABILITY: stability::SgdStability = stability::SgdStability;
 static VSAE: sae::VariationalSae = sae::VariationalSae;
 static NODE: node::LocalRegNode = node::LocalRegNode;
+static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE]
+    vec![&STABILITY, &VSAE, &NODE, &ELR]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
