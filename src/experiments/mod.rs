@@ -7,6 +7,7 @@ pub mod driver;
 pub mod elr;
 pub mod node;
 pub mod profile;
+pub mod pskd;
 pub mod sae;
 pub mod stability;
 
@@ -70,10 +71,11 @@ static STABILITY: stability::SgdStability = stability::SgdStability;
 static VSAE: sae::VariationalSae = sae::VariationalSae;
 static NODE: node::LocalRegNode = node::LocalRegNode;
 static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
+static PSKD: pskd::PsKd = pskd::PsKd;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR]
+    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
