@@ -281,6 +281,16 @@ pub fn random_shift(x: &mut [f32], max: i32, rng: &mut impl Rng) {
     }
 }
 
+/// The mini-batches of one shuffled epoch over `n` examples: every example exactly once, the
+/// last batch shorter when `batch` does not divide `n` (PyTorch's default, `drop_last=False`).
+pub fn epoch_batches(n: usize, batch: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.gen_range(0..=i));
+    }
+    order.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

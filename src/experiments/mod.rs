@@ -4,8 +4,10 @@
 
 pub mod classifier;
 pub mod driver;
+pub mod elr;
 pub mod node;
 pub mod profile;
+pub mod pskd;
 pub mod sae;
 pub mod stability;
 
@@ -68,10 +70,12 @@ pub trait Experiment: Send + Sync {
 static STABILITY: stability::SgdStability = stability::SgdStability;
 static VSAE: sae::VariationalSae = sae::VariationalSae;
 static NODE: node::LocalRegNode = node::LocalRegNode;
+static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
+static PSKD: pskd::PsKd = pskd::PsKd;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE]
+    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
