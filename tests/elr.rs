@@ -148,7 +148,11 @@ fn the_ensemble_update_is_a_running_average_of_renormalised_predictions() {
 async fn quick_launch(
     extra: &[(&str, &str)],
     arms: Option<&[&str]>,
-) -> (reglab::verdict::Verdict, String) {
+) -> (
+    reglab::verdict::Verdict,
+    String,
+    std::collections::BTreeMap<String, reglab::metrics::picture::Picture>,
+) {
     let root = tempfile::tempdir().unwrap();
     let profile = reglab::experiments::find("elr-noisy-labels")
         .unwrap()
@@ -167,12 +171,24 @@ async fn quick_launch(
     let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
         .await
         .unwrap();
-    (res.verdict, text)
+    let pictures = reglab::engine::store::read_pictures(&res.launch_dir.join("ce-n60-s0"));
+    (res.verdict, text, pictures)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_quick_profile_ce_memorizes_and_elr_does_not() {
-    let (v, text) = quick_launch(&[], None).await;
+    let (v, text, pictures) = quick_launch(&[], None).await;
+    // CE's picture: training digits it predicts as their wrong label, "label (true)".
+    match &pictures["memorized wrong labels: label (true)"] {
+        reglab::metrics::picture::Picture::Images { captions, .. } => {
+            assert_eq!(captions.len(), 24, "CE memorized many: the grid is full");
+            for c in captions {
+                let (label, truth) = (c.chars().next(), c.chars().nth(3));
+                assert_ne!(label, truth, "{c}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
     for tag in ["n40", "n60"] {
         for i in 1..=4 {
             let id = format!("{i}-{tag}");
@@ -190,7 +206,7 @@ async fn on_the_quick_profile_ce_memorizes_and_elr_does_not() {
 async fn with_lambda_zero_the_claim_fails() {
     // The mechanism off: the ELR arm at lambda 0 is cross entropy with the same seed, data and
     // batches, so it memorizes exactly as CE does.
-    let (v, text) = quick_launch(&[("lambda", "0")], Some(&["ce-n60", "elr-n60"])).await;
+    let (v, text, _) = quick_launch(&[("lambda", "0")], Some(&["ce-n60", "elr-n60"])).await;
     assert_eq!(v.check("1-n60").unwrap().outcome, Outcome::Holds, "{text}");
     for id in ["2-n60", "3-n60", "4-n60"] {
         assert_eq!(

@@ -24,6 +24,7 @@ use crate::artifacts::{self, NamedTensor};
 use crate::datasets::labels::symmetric_noise;
 use crate::datasets::{DIGIT_CLASSES, DIGIT_PIXELS};
 use crate::metrics::classification::argmax;
+use crate::metrics::picture::Picture;
 use crate::metrics::MetricSpec;
 use crate::nn::models::{Activation, Matrix, Mlp};
 use crate::nn::store::ParamStore;
@@ -392,8 +393,34 @@ impl<D: Device<f32>> Trainer for ElrRun<D> {
             self.reg_sum = 0.0;
             self.reg_steps = 0;
         }
+        // The picture: wrong-label training digits the network now predicts as their wrong
+        // label (memorized), captioned "label (true)".
+        let predicted = |i: usize| argmax(&pt[i * DIGIT_CLASSES..(i + 1) * DIGIT_CLASSES]);
+        let memorized: Vec<usize> = wrong
+            .iter()
+            .copied()
+            .filter(|&i| predicted(i) == s.y_train[i])
+            .take(24)
+            .collect();
+        let pixels: Vec<f32> = memorized
+            .iter()
+            .flat_map(|&i| {
+                s.x_train[i * DIGIT_PIXELS..(i + 1) * DIGIT_PIXELS]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        let captions = memorized
+            .iter()
+            .map(|&i| format!("{} ({})", s.y_train[i], s.y_train_true[i]))
+            .collect();
         self.last_probs = (pt, pe);
-        Ok(Evaluation::new(values))
+        let mut e = Evaluation::new(values);
+        e.pictures.push((
+            "memorized wrong labels: label (true)",
+            Picture::images(8, 8, &pixels, 0.0, 1.0, captions),
+        ));
+        Ok(e)
     }
 
     fn step(&mut self, _step: u64) -> Result<f64, RunStop> {
