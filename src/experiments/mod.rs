@@ -3,6 +3,7 @@
 //! a launch has ended, computes the preset's verdict from what the runs measured.
 
 pub mod classifier;
+pub mod compander;
 pub mod driver;
 pub mod node;
 pub mod profile;
@@ -68,10 +69,11 @@ pub trait Experiment: Send + Sync {
 static STABILITY: stability::SgdStability = stability::SgdStability;
 static VSAE: sae::VariationalSae = sae::VariationalSae;
 static NODE: node::LocalRegNode = node::LocalRegNode;
+static COMPANDER: compander::WeightCompander = compander::WeightCompander;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE]
+    vec![&STABILITY, &VSAE, &NODE, &COMPANDER]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
