@@ -3,6 +3,7 @@
 //! a launch has ended, computes the preset's verdict from what the runs measured.
 
 pub mod classifier;
+pub mod compander;
 pub mod driver;
 pub mod elr;
 pub mod node;
@@ -72,10 +73,11 @@ static VSAE: sae::VariationalSae = sae::VariationalSae;
 static NODE: node::LocalRegNode = node::LocalRegNode;
 static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
+static COMPANDER: compander::WeightCompander = compander::WeightCompander;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD]
+    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {

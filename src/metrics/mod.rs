@@ -6,6 +6,7 @@ pub mod dead_features;
 pub mod distances;
 pub mod hessian;
 pub mod linalg;
+pub mod lowrank;
 pub mod picture;
 pub mod psnr;
 pub mod recovery;

@@ -127,7 +127,20 @@ impl Mlp {
         store: &ParamStore<E, D>,
         x: Taped<(usize, usize), E, D>,
     ) -> Taped<(usize, usize), E, D> {
-        self.run(store, x, &mut |_| {})
+        self.run(store, x, None, &mut |_| {})
+    }
+
+    /// Logits (`batch x out`) of `x` with the layer weights given (`sizes[i] x sizes[i + 1]`, one
+    /// per layer, each with its own tape) instead of the stored ones; the biases are the store's.
+    /// For reparameterized weights (`W = f(V)` built on the tape from other parameters).
+    pub fn forward_with_weights<E: Dtype, D: Device<E>>(
+        &self,
+        store: &ParamStore<E, D>,
+        x: Taped<(usize, usize), E, D>,
+        weights: Vec<TapedMatrix<E, D>>,
+    ) -> Taped<(usize, usize), E, D> {
+        assert_eq!(weights.len(), self.layers.len(), "one weight per layer");
+        self.run(store, x, Some(weights), &mut |_| {})
     }
 
     /// Logits and the post-activation of every hidden layer (`batch x sizes[i + 1]`, first hidden
@@ -140,7 +153,7 @@ impl Mlp {
         x: Taped<(usize, usize), E, D>,
     ) -> (TapedMatrix<E, D>, Vec<TapedMatrix<E, D>>) {
         let mut hidden = Vec::with_capacity(self.layers.len() - 1);
-        let out = self.run(store, x, &mut |h| hidden.push(h.with_empty_tape()));
+        let out = self.run(store, x, None, &mut |h| hidden.push(h.with_empty_tape()));
         (out, hidden)
     }
 
@@ -150,7 +163,7 @@ impl Mlp {
         store: &ParamStore<E, D>,
         x: Tensor<(usize, usize), E, D>,
     ) -> Tensor<(usize, usize), E, D> {
-        self.run(store, x, &mut |_| {})
+        self.run(store, x, None, &mut |_| {})
     }
 
     /// The post-activation of every hidden layer, without a tape (metrics).
@@ -160,25 +173,32 @@ impl Mlp {
         x: Tensor<(usize, usize), E, D>,
     ) -> Vec<Tensor<(usize, usize), E, D>> {
         let mut hidden = Vec::with_capacity(self.layers.len() - 1);
-        self.run(store, x, &mut |h| hidden.push(h.clone()));
+        self.run(store, x, None, &mut |h| hidden.push(h.clone()));
         hidden
     }
 
     /// The network on `x` with the tape `T` (parameters join the tape when it records), handing
-    /// every hidden post-activation to `keep`.
+    /// every hidden post-activation to `keep`; `weights` replace the stored layer weights.
     fn run<E: Dtype, D: Device<E>, T: Tape<E, D>>(
         &self,
         store: &ParamStore<E, D>,
         x: Tensor<(usize, usize), E, D, T>,
+        weights: Option<Vec<Matrix<E, D, T>>>,
         keep: &mut dyn FnMut(&Matrix<E, D, T>),
     ) -> Tensor<(usize, usize), E, D, T> {
+        let mut given: Vec<Option<Matrix<E, D, T>>> = match weights {
+            Some(ws) => ws.into_iter().map(Some).collect(),
+            None => (0..self.layers.len()).map(|_| None).collect(),
+        };
         let (batch, width) = *x.shape();
         assert_eq!(width, self.sizes[0], "input width");
         let last = self.layers.len() - 1;
         let mut h = x;
         for (i, &(w, b)) in self.layers.iter().enumerate() {
             let out = self.sizes[i + 1];
-            let w = store.matrix_value(w).retaped::<T>();
+            let w = given[i]
+                .take()
+                .unwrap_or_else(|| store.matrix_value(w).retaped::<T>());
             let b = store
                 .flat(b)
                 .retaped::<T>()
