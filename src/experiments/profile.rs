@@ -81,21 +81,59 @@ impl Profile {
         steps: usize,
         extra: &[Override],
     ) -> Result<f64, String> {
+        self.seconds_per_step_by(arm, ("steps", "log_every"), steps, extra)
+    }
+
+    /// Like [`Profile::seconds_per_step`] for runs whose length is another parameter
+    /// (`length.0`, e.g. "epochs", measured every `length.1` units): runs of `n` and `2 n`
+    /// units, their steps counted by the experiment's `total_steps`.
+    pub fn seconds_per_step_by(
+        &self,
+        arm: &str,
+        length: (&str, &str),
+        n: usize,
+        extra: &[Override],
+    ) -> Result<f64, String> {
+        let exp = super::find(self.preset().map(|p| p.experiment)?.as_str())
+            .ok_or("unknown experiment")?;
         let timed = |n: usize| {
             let mut o = extra.to_vec();
-            for (k, v) in [("steps", n), ("log_every", n)] {
+            for k in [length.0, length.1] {
                 o.push(Override {
                     key: k.into(),
-                    value: v.to_string(),
+                    value: n.to_string(),
                 });
             }
-            self.run_arm(arm, 0, &o, DeviceChoice::Cpu).map(|r| r.1)
+            let steps = exp.total_steps(&self.arm_params(arm, &o)?);
+            self.run_arm(arm, 0, &o, DeviceChoice::Cpu)
+                .map(|r| (r.1, steps))
         };
-        let (a, b) = (timed(steps)?, timed(2 * steps)?);
-        if b > a {
-            Ok((b - a) / steps as f64)
+        let ((a, sa), (b, sb)) = (timed(n)?, timed(2 * n)?);
+        if b > a && sb > sa {
+            Ok((b - a) / (sb - sa) as f64)
         } else {
             Err("too fast to time".into())
+        }
+    }
+
+    /// Appends one line per arm of the preset: its training steps per second on the CPU
+    /// ([`Profile::seconds_per_step_by`] at `n` units of `length`).
+    pub fn speed_lines(&self, length: (&str, &str), n: usize, out: &mut String) {
+        use std::fmt::Write as _;
+        let Ok(preset) = self.preset() else {
+            return;
+        };
+        for arm in &preset.arms {
+            let _ = match self.seconds_per_step_by(&arm.name, length, n, &[]) {
+                Ok(s) => writeln!(
+                    out,
+                    "  {:<14} {:>8.0} steps/s  ({:.3} ms/step)",
+                    arm.name,
+                    1.0 / s,
+                    s * 1e3
+                ),
+                Err(e) => writeln!(out, "  {:<14} (could not be timed: {e})", arm.name),
+            };
         }
     }
 }
