@@ -15,6 +15,8 @@ use reglab::nn::{Optimizer, Rule};
 use reglab::params::ParamValue;
 use reglab::verdict::Outcome;
 
+type Batch = Tensor<(usize, usize), f32, Cpu>;
+
 const SIZES: [usize; 5] = [64, 24, 20, 16, 10];
 
 fn regime(project: bool, lambda: f64, full: bool) -> Regime {
@@ -41,7 +43,7 @@ fn net(r: Regime) -> TrpNet<Cpu> {
     )
 }
 
-fn data() -> (Tensor<(usize, usize), f32, Cpu>, Tensor<(usize, usize), f32, Cpu>) {
+fn data() -> (Batch, Batch) {
     let mut rng = StdRng::seed_from_u64(1);
     let dev = Cpu::default();
     let x: Vec<f32> = (0..40 * 64).map(|_| rng.gen::<f32>()).collect();
@@ -78,11 +80,7 @@ fn the_sub_gradient_moves_the_weights_by_lr_lambda_u_v_transposed() {
             if i == 1 || i == 2 {
                 let (r, c) = (SIZES[i], SIZES[i + 1]);
                 let svd = Svd::of(&before[i], r, c);
-                let k = if full {
-                    r.min(c)
-                } else {
-                    svd.energy_rank(0.8)
-                };
+                let k = if full { r.min(c) } else { svd.energy_rank(0.8) };
                 assert!(k < r.min(c) || full);
                 let g = svd.nuclear_subgradient(k);
                 for ((a, b), g) in a.iter().zip(&b).zip(&g) {

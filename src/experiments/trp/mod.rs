@@ -161,7 +161,10 @@ impl Experiment for TrainedRankPruning {
                 "parameters of the decomposable layers: dense / rank-k factors",
             )
             .unit("x"),
-            MetricSpec::new("nuclear_norm", "nuclear norm (sum over decomposable layers)"),
+            MetricSpec::new(
+                "nuclear_norm",
+                "nuclear norm (sum over decomposable layers)",
+            ),
             MetricSpec::new("train_loss", "training CE (since the last measurement)")
                 .unit("nats")
                 .log(),
@@ -173,8 +176,11 @@ impl Experiment for TrainedRankPruning {
                 "nuclear-only twin truncated at this run's ranks",
             )
             .unit("fraction"),
-            MetricSpec::new("nuc_twin_test_acc", "nuclear-only twin: dense test accuracy")
-                .unit("fraction"),
+            MetricSpec::new(
+                "nuc_twin_test_acc",
+                "nuclear-only twin: dense test accuracy",
+            )
+            .unit("fraction"),
         ]
     }
 
@@ -205,7 +211,9 @@ impl Experiment for TrainedRankPruning {
         crate::engine::memory::Estimate::of(&[
             (
                 nets * 4.0 * 4.0 * weights,
-                format!("{nets} network(s) {sizes:?} (weights, momentum, gradients, sub-gradients)"),
+                format!(
+                    "{nets} network(s) {sizes:?} (weights, momentum, gradients, sub-gradients)"
+                ),
             ),
             (
                 8.0 * 6.0 * width * width,
@@ -548,7 +556,8 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
         describe(&regime),
         match twins {
             "plain" => "with its plain twin (post-hoc truncation at this run's ranks)",
-            "plain+nuclear" => "with its plain and nuclear-only twins (post-hoc truncation at this run's ranks)",
+            "plain+nuclear" =>
+                "with its plain and nuclear-only twins (post-hoc truncation at this run's ranks)",
             _ => "no twins",
         }
     ));
@@ -709,18 +718,9 @@ impl<D: Device<f32>> Trainer for TrpRun<D> {
             dense += m * n;
             factored += lowrank::factor_params(m, n, last.ranks[j]).0;
         }
-        let total: usize = self
-            .main
-            .store
-            .params()
-            .iter()
-            .map(|p| p.numel())
-            .sum();
+        let total: usize = self.main.store.params().iter().map(|p| p.numel()).sum();
         final_values.insert("params_dense".into(), total as f64);
-        final_values.insert(
-            "params_factored".into(),
-            (total - dense + factored) as f64,
-        );
+        final_values.insert("params_factored".into(), (total - dense + factored) as f64);
     }
 
     fn write_artifacts(&self, dir: &std::path::Path) -> std::io::Result<()> {

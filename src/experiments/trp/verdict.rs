@@ -125,7 +125,7 @@ fn compare(rs: &[&FinishedRun], e: f64) -> Comparison {
     let ranks = (stat(rs, "rank_l2"), stat(rs, "rank_l3"));
     let twin_ranks = (stat(rs, "twin_rank_l2"), stat(rs, "twin_rank_l3"));
     let below = rs.iter().all(|r| rank_sum(r) < twin_rank_sum(r));
-    let c = Comparison {
+    Comparison {
         compression: stat(rs, "compression"),
         trunc: stat(rs, "test_acc_trunc"),
         twin_dense: stat(rs, "twin_test_acc"),
@@ -144,8 +144,7 @@ fn compare(rs: &[&FinishedRun], e: f64) -> Comparison {
             rs.len(),
             per_seed(rs, |r| rank_sum(r) - twin_rank_sum(r))
         )],
-    };
-    c
+    }
 }
 
 pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
@@ -155,7 +154,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     let mut notes = Vec::new();
     let rs = e.map(|e| usable(runs, e, &mut notes)).unwrap_or_default();
     let cmp = e.filter(|_| !rs.is_empty()).map(|e| compare(&rs, e));
-    let e_text = e.map(|e| format!("e = {e}")).unwrap_or_else(|| "no TRP run".into());
+    let e_text = e
+        .map(|e| format!("e = {e}"))
+        .unwrap_or_else(|| "no TRP run".into());
 
     let mut c1 = CheckBuilder::new(
         "1",
@@ -197,7 +198,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             ),
         );
         c1.number("trp.compression", cmp.compression.0);
-        c1.number("trp.rank_sum", stat(&rs, "rank_l2").0 + stat(&rs, "rank_l3").0);
+        c1.number(
+            "trp.rank_sum",
+            stat(&rs, "rank_l2").0 + stat(&rs, "rank_l3").0,
+        );
         c1.number(
             "twin.rank_sum",
             stat(&rs, "twin_rank_l2").0 + stat(&rs, "twin_rank_l3").0,
@@ -211,7 +215,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 fmt(cmp.twin_dense),
                 rs.len(),
                 fmt(cmp.loss),
-                per_seed(&rs, |r| r.value("twin_test_acc") - r.value("test_acc_trunc"))
+                per_seed(&rs, |r| r.value("twin_test_acc")
+                    - r.value("test_acc_trunc"))
             ),
         );
         c2.note(format!(
@@ -275,7 +280,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         .filter(|r| !r.value("nuc_posthoc_acc").is_nan())
         .collect();
     if !nuc.is_empty() {
-        let (np, nd) = (stat(&nuc, "nuc_posthoc_acc"), stat(&nuc, "nuc_twin_test_acc"));
+        let (np, nd) = (
+            stat(&nuc, "nuc_posthoc_acc"),
+            stat(&nuc, "nuc_twin_test_acc"),
+        );
         let gain: Vec<f64> = nuc
             .iter()
             .map(|r| r.value("test_acc_trunc") - r.value("nuc_posthoc_acc"))
@@ -345,8 +353,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     }
 }
 
-/// 6. Reported: the arms without twins (their ranks and accuracy) and whether the plain twin of
-/// each comparing run reproduced the `baseline` arm of its seed.
+/// Check 6 (reported): the arms without twins (their ranks and accuracy) and whether the plain
+/// twin of each comparing run reproduced the `baseline` arm of its seed.
 fn standalone(runs: &[FinishedRun], subjects: &[&FinishedRun]) -> Check {
     let mut c = CheckBuilder::new(
         "6",
@@ -399,7 +407,11 @@ fn standalone(runs: &[FinishedRun], subjects: &[&FinishedRun]) -> Check {
                 b.value("test_acc"),
                 b.value("rank_l2"),
                 b.value("rank_l3"),
-                if same { "the same network" } else { "they differ" }
+                if same {
+                    "the same network"
+                } else {
+                    "they differ"
+                }
             ));
         }
     }
@@ -496,7 +508,11 @@ mod tests {
         }
         // The milder threshold is reported, not judged.
         assert!(v.check("5").unwrap().informational);
-        assert!(v.check("5").unwrap().numbers.contains_key("e0.95.advantage"));
+        assert!(v
+            .check("5")
+            .unwrap()
+            .numbers
+            .contains_key("e0.95.advantage"));
     }
 
     #[test]
