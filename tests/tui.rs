@@ -727,14 +727,22 @@ fn picker_scrolls_with_the_cursor_at_a_small_height() {
             let pos = step.min(order.len() - 1);
             assert_eq!(a.preset().unwrap().id, order[pos]);
             let s = screen(&a, w, h);
-            let shown = format!("> {} {}", pos + 1, order[pos]);
+            // The narrowest picker shows 20 characters of a line (long ids are cut).
+            let shown: String = format!("> {} {}", pos + 1, order[pos])
+                .chars()
+                .take(20)
+                .collect();
             assert!(s.contains(&shown), "{shown} not visible at {w}x{h}:\n{s}");
             a.on_key(key(KeyCode::Down));
         }
         for pos in (0..order.len()).rev() {
             assert_eq!(a.preset().unwrap().id, order[pos]);
             let s = screen(&a, w, h);
-            let shown = format!("> {} {}", pos + 1, order[pos]);
+            // The narrowest picker shows 20 characters of a line (long ids are cut).
+            let shown: String = format!("> {} {}", pos + 1, order[pos])
+                .chars()
+                .take(20)
+                .collect();
             assert!(s.contains(&shown), "{shown} not visible at {w}x{h}:\n{s}");
             a.on_key(key(KeyCode::Up));
         }

@@ -11,6 +11,7 @@ pub mod profile;
 pub mod pskd;
 pub mod sae;
 pub mod stability;
+pub mod trp;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,10 +75,11 @@ static NODE: node::LocalRegNode = node::LocalRegNode;
 static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
+static TRP: trp::TrainedRankPruning = trp::TrainedRankPruning;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER]
+    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &TRP]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
