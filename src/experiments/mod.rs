@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod compander;
 pub mod driver;
 pub mod elr;
+pub mod ftwt;
 pub mod node;
 pub mod profile;
 pub mod pskd;
@@ -74,10 +75,11 @@ static NODE: node::LocalRegNode = node::LocalRegNode;
 static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
+static FTWT: ftwt::FtwtDynamicPruning = ftwt::FtwtDynamicPruning;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER]
+    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &FTWT]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
