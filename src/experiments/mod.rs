@@ -11,6 +11,7 @@ pub mod node;
 pub mod profile;
 pub mod pskd;
 pub mod sae;
+pub mod sara;
 pub mod stability;
 
 use std::collections::BTreeMap;
@@ -76,10 +77,13 @@ static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
 static FTWT: ftwt::FtwtDynamicPruning = ftwt::FtwtDynamicPruning;
+static SARA: sara::Sara = sara::Sara;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &FTWT]
+    vec![
+        &STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &FTWT, &SARA,
+    ]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
