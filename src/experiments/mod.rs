@@ -6,10 +6,12 @@ pub mod classifier;
 pub mod compander;
 pub mod driver;
 pub mod elr;
+pub mod ftwt;
 pub mod node;
 pub mod profile;
 pub mod pskd;
 pub mod sae;
+pub mod sara;
 pub mod stability;
 pub mod trp;
 
@@ -76,10 +78,14 @@ static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
 static TRP: trp::TrainedRankPruning = trp::TrainedRankPruning;
+static FTWT: ftwt::FtwtDynamicPruning = ftwt::FtwtDynamicPruning;
+static SARA: sara::Sara = sara::Sara;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &TRP]
+    vec![
+        &STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &TRP, &FTWT, &SARA,
+    ]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
