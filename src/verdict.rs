@@ -148,6 +148,47 @@ impl CheckBuilder {
     }
 }
 
+/// Why a run cannot enter a comparison, if it cannot: it did not complete, or its `metric`
+/// (described as `what`, e.g. "test accuracy") is below `floor` or NaN, so it learned nothing.
+/// The line ends in "left out".
+pub fn unusable(
+    r: &crate::experiments::FinishedRun,
+    metric: &str,
+    what: &str,
+    floor: f64,
+) -> Option<String> {
+    if !r.completed() {
+        return Some(format!("{}: {}, left out", r.label(), r.status.describe()));
+    }
+    let v = r.value(metric);
+    (v.is_nan() || v < floor).then(|| {
+        format!(
+            "{}: {what} {v:.3} < {floor}: learned nothing, left out",
+            r.label()
+        )
+    })
+}
+
+/// The runs among `runs` that can enter a comparison ([`unusable`] says why the others cannot,
+/// into `notes`).
+pub fn usable<'a>(
+    runs: impl IntoIterator<Item = &'a crate::experiments::FinishedRun>,
+    metric: &str,
+    what: &str,
+    floor: f64,
+    notes: &mut Vec<String>,
+) -> Vec<&'a crate::experiments::FinishedRun> {
+    runs.into_iter()
+        .filter(|r| match unusable(r, metric, what, floor) {
+            Some(why) => {
+                notes.push(why);
+                false
+            }
+            None => true,
+        })
+        .collect()
+}
+
 /// The mean and its standard error (sample standard deviation over sqrt(n); NaN for one value).
 pub fn mean_se(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;

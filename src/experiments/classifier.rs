@@ -244,6 +244,24 @@ pub fn optimizer<E: Dtype, D: Device<E>>(p: &Params) -> Optimizer<E, D> {
     Optimizer::new(rule, p.f64("lr"))
 }
 
+/// The training images of the seeded 70% split of the 1797 digits.
+pub const TRAIN_70: usize = 1258;
+
+/// Checks the common sizes together: `n_train` at most `available` training images (the 70%
+/// split's [`TRAIN_70`] unless a preset splits otherwise) and `batch` at most `n_train`.
+pub fn validate_sizes(p: &Params, available: usize) -> Result<(), String> {
+    let (n, batch) = (p.usize("n_train"), p.usize("batch"));
+    if n > available {
+        return Err(format!(
+            "n_train {n} is more than the {available} training images of the split"
+        ));
+    }
+    if batch > n {
+        return Err(format!("batch {batch} is larger than n_train {n}"));
+    }
+    Ok(())
+}
+
 /// Training steps of `epochs` passes over `n_train` examples at `batch`.
 pub fn steps_for(n_train: usize, batch: usize, epochs: usize) -> usize {
     (n_train / batch.clamp(1, n_train.max(1))).max(1) * epochs

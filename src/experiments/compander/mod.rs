@@ -171,9 +171,7 @@ impl Experiment for WeightCompander {
                 ));
             }
         }
-        if p.usize("batch") > p.usize("n_train") {
-            return Err("batch is larger than n_train".into());
-        }
+        classifier::validate_sizes(p, classifier::TRAIN_70)?;
         Ok(())
     }
 

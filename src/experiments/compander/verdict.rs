@@ -58,21 +58,13 @@ fn runs_of<'a>(
     role_: Role,
     notes: &mut Vec<String>,
 ) -> Vec<&'a FinishedRun> {
-    let mut out = Vec::new();
-    for r in runs.iter().filter(|r| role(r) == role_) {
-        if !r.completed() {
-            notes.push(format!("{}: {}, left out", r.label(), r.status.describe()));
-        } else if r.value("test_acc").is_nan() || r.value("test_acc") < LEARNED {
-            notes.push(format!(
-                "{}: test accuracy {:.3} < {LEARNED}: learned nothing, left out",
-                r.label(),
-                r.value("test_acc")
-            ));
-        } else {
-            out.push(r);
-        }
-    }
-    out
+    crate::verdict::usable(
+        runs.iter().filter(|r| role(r) == role_),
+        "test_acc",
+        "test accuracy",
+        LEARNED,
+        notes,
+    )
 }
 
 /// Mean and standard error over seeds of `key` for a role.

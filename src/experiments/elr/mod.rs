@@ -36,8 +36,7 @@ use loss::{elr_loss, TargetEnsemble};
 
 pub struct ElrNoisyLabels;
 
-/// The training images of the 70% split.
-const FULL_TRAIN: usize = 1258;
+use classifier::TRAIN_70 as FULL_TRAIN;
 
 fn defaults() -> CommonDefaults {
     CommonDefaults {
@@ -203,20 +202,7 @@ impl Experiment for ElrNoisyLabels {
     }
 
     fn validate(&self, p: &Params) -> Result<(), String> {
-        if p.usize("n_train") > FULL_TRAIN {
-            return Err(format!(
-                "n_train {} is more than the {FULL_TRAIN} training images of the 70% split",
-                p.usize("n_train")
-            ));
-        }
-        if p.usize("batch") > p.usize("n_train") {
-            return Err(format!(
-                "batch {} is larger than n_train {}",
-                p.usize("batch"),
-                p.usize("n_train")
-            ));
-        }
-        Ok(())
+        classifier::validate_sizes(p, FULL_TRAIN)
     }
 
     fn memory(&self, p: &Params) -> crate::engine::memory::Estimate {

@@ -41,16 +41,7 @@ fn drop(r: &FinishedRun) -> f64 {
 
 /// Why a run cannot enter a comparison, if it cannot.
 fn unusable(r: &FinishedRun) -> Option<String> {
-    if !r.completed() {
-        return Some(format!("{}: {}, left out", r.label(), r.status.describe()));
-    }
-    let best = r.value("best_test_acc");
-    (best.is_nan() || best < LEARNED).then(|| {
-        format!(
-            "{}: best test accuracy {best:.3} < {LEARNED}: learned nothing, left out",
-            r.label()
-        )
-    })
+    crate::verdict::unusable(r, "best_test_acc", "best test accuracy", LEARNED)
 }
 
 fn stat(xs: &[f64]) -> String {

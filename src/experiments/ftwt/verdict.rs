@@ -49,24 +49,13 @@ fn m(xs: &[f64]) -> f64 {
 
 pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     let mut left_out = Vec::new();
-    let usable: Vec<&FinishedRun> = runs
-        .iter()
-        .filter(|r| {
-            if !r.completed() {
-                left_out.push(format!("{}: {}, left out", r.label(), r.status.describe()));
-                return false;
-            }
-            let pre = r.value("pretrained_acc");
-            if pre.is_nan() || pre < LEARNED {
-                left_out.push(format!(
-                    "{}: pretrained test accuracy {pre:.3} < {LEARNED}: learned nothing, left out",
-                    r.label()
-                ));
-                return false;
-            }
-            true
-        })
-        .collect();
+    let usable: Vec<&FinishedRun> = crate::verdict::usable(
+        runs,
+        "pretrained_acc",
+        "pretrained test accuracy",
+        LEARNED,
+        &mut left_out,
+    );
     let of = |meth: &str, r: Option<f64>| -> Vec<&FinishedRun> {
         usable
             .iter()

@@ -54,21 +54,15 @@ fn select<'a>(
 ) -> Vec<&'a FinishedRun> {
     runs.iter()
         .filter(|r| method(r) == m && augmented(r) == aug)
-        .filter(|r| {
-            if !r.completed() {
-                notes.push(format!("{}: {}, left out", r.label(), r.status.describe()));
-                return false;
-            }
-            let acc = r.value("test_acc");
-            if acc.is_nan() || acc < LEARNED {
-                notes.push(format!(
-                    "{}: test accuracy {acc:.3} < {LEARNED}: learned nothing, left out",
-                    r.label()
-                ));
-                return false;
-            }
-            true
-        })
+        .filter(
+            |r| match crate::verdict::unusable(r, "test_acc", "test accuracy", LEARNED) {
+                Some(why) => {
+                    notes.push(why);
+                    false
+                }
+                None => true,
+            },
+        )
         .collect()
 }
 

@@ -233,9 +233,7 @@ impl Experiment for TrainedRankPruning {
                  (rank_l2, rank_l3)"
             ));
         }
-        if p.usize("batch") > p.usize("n_train") {
-            return Err("batch is larger than n_train".into());
-        }
+        classifier::validate_sizes(p, classifier::TRAIN_70)?;
         if p.text("optimizer") != "sgd" {
             return Err("optimizer must be sgd (TRP's setting: SGD with momentum)".into());
         }
