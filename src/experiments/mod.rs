@@ -7,6 +7,7 @@ pub mod compander;
 pub mod driver;
 pub mod elr;
 pub mod node;
+pub mod oomd;
 pub mod profile;
 pub mod pskd;
 pub mod sae;
@@ -74,10 +75,11 @@ static NODE: node::LocalRegNode = node::LocalRegNode;
 static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
+static OOMD: oomd::OomdSea = oomd::OomdSea;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER]
+    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &OOMD]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
