@@ -88,7 +88,7 @@ fn spawn(runs: &Path, jobs: usize) -> Child {
         .expect("start script")
 }
 
-/// The key that selects a fixture preset in the picker (its 1-based position).
+/// The keys that select a fixture preset in the picker: its 1-based position, or a filter.
 fn preset_key(id: &str) -> String {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui_presets");
     let all = reglab::presets::load_all(&[fixtures]).unwrap();
@@ -100,8 +100,12 @@ fn preset_key(id: &str) -> String {
         .iter()
         .position(|&i| app.presets[i].id == id)
         .unwrap();
-    assert!(i < 9, "preset {id} is beyond key 9");
-    (i + 1).to_string()
+    if i < 9 {
+        (i + 1).to_string()
+    } else {
+        // Beyond key 9: filter the picker down to it (its id), which selects it.
+        format!("/{id}\r")
+    }
 }
 
 fn send(session: &mut Session, keys: &str) {

@@ -11,6 +11,7 @@ pub mod oomd;
 pub mod profile;
 pub mod pskd;
 pub mod sae;
+pub mod sso;
 pub mod stability;
 
 use std::collections::BTreeMap;
@@ -76,10 +77,13 @@ static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
 static OOMD: oomd::OomdSea = oomd::OomdSea;
+static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &OOMD]
+    vec![
+        &STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &OOMD, &SSO,
+    ]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
