@@ -16,6 +16,7 @@ pub mod headless;
 pub mod metrics;
 pub mod nn;
 pub mod ode;
+pub mod online;
 pub mod params;
 pub mod presets;
 pub mod report;

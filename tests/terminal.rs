@@ -88,7 +88,7 @@ fn spawn(runs: &Path, jobs: usize) -> Child {
         .expect("start script")
 }
 
-/// The keys that select a fixture preset in the picker (its 1-based position, or the filter).
+/// The keys that select a fixture preset in the picker: its 1-based position, or a filter.
 fn preset_key(id: &str) -> String {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui_presets");
     let all = reglab::presets::load_all(&[fixtures]).unwrap();
@@ -101,10 +101,11 @@ fn preset_key(id: &str) -> String {
         .position(|&i| app.presets[i].id == id)
         .unwrap();
     if i < 9 {
-        return (i + 1).to_string();
+        (i + 1).to_string()
+    } else {
+        // Beyond key 9: filter the picker down to it (its id), which selects it.
+        format!("/{id}\r")
     }
-    // Beyond key 9: filter the picker down to it (`/`, its id, Enter), then key 1.
-    format!("/{id}\r1")
 }
 
 fn send(session: &mut Session, keys: &str) {

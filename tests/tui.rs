@@ -392,17 +392,20 @@ async fn app_loop_launches_streams_stops_and_quits_from_keys() {
         .iter()
         .position(|p| p.id == "slow-stability")
         .unwrap();
+    // The keys that select the slow preset: a filter on its id (digits reach only 1-9).
+    let select: Vec<KeyCode> = std::iter::once('/')
+        .chain("slow-stability".chars())
+        .map(KeyCode::Char)
+        .chain([KeyCode::Enter])
+        .collect();
     let (keys, mut input) = mpsc::unbounded_channel();
     let (_sig_tx, mut signals) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(async move {
         let press = |c: KeyCode| Event::Key(key(c));
         // Select the slow preset, launch, look at the dashboard.
-        // (through the filter: the digit keys reach only the first nine presets shown).
-        keys.send(press(KeyCode::Char('/'))).unwrap();
-        for c in "slow-stability".chars() {
-            keys.send(press(KeyCode::Char(c))).unwrap();
+        for k in select {
+            keys.send(press(k)).unwrap();
         }
-        keys.send(press(KeyCode::Enter)).unwrap();
         keys.send(press(KeyCode::Enter)).unwrap();
         keys.send(press(KeyCode::Tab)).unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -716,6 +719,15 @@ fn filter_narrows_the_picker_as_you_type() {
     assert!(a.message.contains("no preset matches"), "{}", a.message);
 }
 
+/// The selected picker line of the preset at `pos`: only 1-9 carry their digit.
+fn picker_line(pos: usize, id: &str) -> String {
+    if pos < 9 {
+        format!("> {} {id}", pos + 1)
+    } else {
+        format!(">   {id}")
+    }
+}
+
 #[test]
 fn picker_scrolls_with_the_cursor_at_a_small_height() {
     let root = tempfile::tempdir().unwrap();
@@ -732,32 +744,14 @@ fn picker_scrolls_with_the_cursor_at_a_small_height() {
             let pos = step.min(order.len() - 1);
             assert_eq!(a.preset().unwrap().id, order[pos]);
             let s = screen(&a, w, h);
-            // A long id is cut at the panel's edge: the first 20 characters show; presets past the
-            // ninth have no digit.
-            let shown: String = if pos < 9 {
-                format!("> {} {}", pos + 1, order[pos])
-            } else {
-                format!(">   {}", order[pos])
-            }
-            .chars()
-            .take(20)
-            .collect();
+            let shown = picker_line(pos, &order[pos]);
             assert!(s.contains(&shown), "{shown} not visible at {w}x{h}:\n{s}");
             a.on_key(key(KeyCode::Down));
         }
         for pos in (0..order.len()).rev() {
             assert_eq!(a.preset().unwrap().id, order[pos]);
             let s = screen(&a, w, h);
-            // A long id is cut at the panel's edge: the first 20 characters show; presets past the
-            // ninth have no digit.
-            let shown: String = if pos < 9 {
-                format!("> {} {}", pos + 1, order[pos])
-            } else {
-                format!(">   {}", order[pos])
-            }
-            .chars()
-            .take(20)
-            .collect();
+            let shown = picker_line(pos, &order[pos]);
             assert!(s.contains(&shown), "{shown} not visible at {w}x{h}:\n{s}");
             a.on_key(key(KeyCode::Up));
         }

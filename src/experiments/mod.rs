@@ -8,10 +8,12 @@ pub mod driver;
 pub mod elr;
 pub mod ftwt;
 pub mod node;
+pub mod oomd;
 pub mod profile;
 pub mod pskd;
 pub mod sae;
 pub mod sara;
+pub mod sso;
 pub mod stability;
 pub mod trp;
 
@@ -80,11 +82,13 @@ static COMPANDER: compander::WeightCompander = compander::WeightCompander;
 static TRP: trp::TrainedRankPruning = trp::TrainedRankPruning;
 static FTWT: ftwt::FtwtDynamicPruning = ftwt::FtwtDynamicPruning;
 static SARA: sara::Sara = sara::Sara;
+static OOMD: oomd::OomdSea = oomd::OomdSea;
+static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
     vec![
-        &STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &TRP, &FTWT, &SARA,
+        &STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &TRP, &FTWT, &SARA, &OOMD, &SSO,
     ]
 }
 
