@@ -108,7 +108,7 @@ fn picker_lists_presets_with_status_and_details() {
     let root = tempfile::tempdir().unwrap();
     let a = app(root.path());
     // Tall enough for the whole roadmap (the list scrolls otherwise).
-    let s = screen(&a, 120, 50);
+    let s = screen(&a, 120, 80);
     assert!(
         s.contains("1 sgd-stability") && s.contains("never run"),
         "{s}"
@@ -676,7 +676,7 @@ fn filter_narrows_the_picker_as_you_type() {
     // Esc clears the filter and the whole list is back.
     a.on_key(key(KeyCode::Esc));
     assert!(!a.filtering && a.filter.is_empty());
-    let s = screen(&a, 140, 40);
+    let s = screen(&a, 140, 80);
     assert!(
         s.contains("2 vsae") && s.contains("local-reg-node  never run"),
         "{s}"
@@ -719,13 +719,17 @@ fn filter_narrows_the_picker_as_you_type() {
     assert!(a.message.contains("no preset matches"), "{}", a.message);
 }
 
-/// The selected picker line of the preset at `pos`: only 1-9 carry their digit.
+/// The selected picker line of the preset at `pos`: only 1-9 carry their digit; the narrowest
+/// picker shows the first 20 characters of a line (long ids are cut).
 fn picker_line(pos: usize, id: &str) -> String {
     if pos < 9 {
         format!("> {} {id}", pos + 1)
     } else {
         format!(">   {id}")
     }
+    .chars()
+    .take(20)
+    .collect()
 }
 
 #[test]
