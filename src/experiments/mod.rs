@@ -6,10 +6,13 @@ pub mod classifier;
 pub mod compander;
 pub mod driver;
 pub mod elr;
+pub mod msbreg;
 pub mod node;
 pub mod profile;
 pub mod pskd;
+pub mod random_teachers;
 pub mod sae;
+pub mod ssl;
 pub mod stability;
 
 use std::collections::BTreeMap;
@@ -74,10 +77,21 @@ static NODE: node::LocalRegNode = node::LocalRegNode;
 static ELR: elr::ElrNoisyLabels = elr::ElrNoisyLabels;
 static PSKD: pskd::PsKd = pskd::PsKd;
 static COMPANDER: compander::WeightCompander = compander::WeightCompander;
+static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
+static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
-    vec![&STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER]
+    vec![
+        &STABILITY,
+        &VSAE,
+        &NODE,
+        &ELR,
+        &PSKD,
+        &COMPANDER,
+        &RANDOM_TEACHERS,
+        &MSBREG,
+    ]
 }
 
 pub fn find(kind: &str) -> Option<&'static dyn Experiment> {
