@@ -31,6 +31,9 @@ pub enum Init {
     TruncNormal(f64),
 }
 
+/// A net's output and the train-mode batch statistics of its batch-norm layers.
+pub type NetOutput<E, D, T> = (Tensor<(usize, usize), E, D, T>, Vec<BatchStats<E, D>>);
+
 /// One layer of a [`Net`], as asked for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerSpec {
@@ -168,7 +171,7 @@ impl Net {
         store: &ParamStore<E, D>,
         x: Tensor<(usize, usize), E, D, T>,
         mode: BnMode,
-    ) -> (Tensor<(usize, usize), E, D, T>, Vec<BatchStats<E, D>>) {
+    ) -> NetOutput<E, D, T> {
         assert_eq!(x.shape().1, self.in_dim, "input width");
         let mut stats = Vec::new();
         let mut h = x;
@@ -435,10 +438,8 @@ pub fn standardize(f: &Features) -> Features {
 /// (full-batch Adam with L2 weight decay, seeded PyTorch-default initialization), on `dev`.
 pub fn linear_probe<D: Device<f32>>(
     dev: &D,
-    x_train: &[f32],
-    y_train: &[usize],
-    x_test: &[f32],
-    y_test: &[usize],
+    (x_train, y_train): (&[f32], &[usize]),
+    (x_test, y_test): (&[f32], &[usize]),
     dim: usize,
     cfg: &ProbeConfig,
     seed: u64,
@@ -552,16 +553,14 @@ pub fn probe<D: Device<f32>>(
 ) -> ProbeScores {
     let s = standardize(f);
     let d = s.dim;
-    let linear = linear_probe(dev, &s.train, y_train, &s.test, y_test, d, cfg, seed);
+    let linear = linear_probe(dev, (&s.train, y_train), (&s.test, y_test), d, cfg, seed);
     let knn = knn_accuracy(&s.train, y_train, &s.test, y_test, d, cfg.k);
     let few = few_shot_indices(y_train, cfg.shots, seed);
     let yf: Vec<usize> = few.iter().map(|&i| y_train[i]).collect();
     let few_shot = linear_probe(
         dev,
-        &host_rows(&s.train, &few, d),
-        &yf,
-        &s.test,
-        y_test,
+        (&host_rows(&s.train, &few, d), &yf),
+        (&s.test, y_test),
         d,
         cfg,
         seed,

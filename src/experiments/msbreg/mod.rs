@@ -91,11 +91,11 @@ impl Experiment for MsbReg {
             ParamSpec::float("dropout", 0.1, 0.0, 1.0, "augmentation: pixel dropout"),
             ParamSpec::float("lr", 1e-3, 1e-7, 10.0, "Adam learning rate"),
             ParamSpec::int("batch", 128, 2, 1258, "images per step"),
-            ParamSpec::int("steps", 1000, 0, 1_000_000, "training steps"),
+            ParamSpec::int("steps", 600, 0, 1_000_000, "training steps"),
             ParamSpec::int("log_every", 100, 1, 1_000_000, "steps between measurements"),
             ParamSpec::int(
                 "probe_every",
-                500,
+                300,
                 1,
                 1_000_000,
                 "steps between probes (and at the end)",

@@ -22,15 +22,6 @@ pub const COLLAPSED_RANK: f64 = 5.0;
 /// Check 3's margins.
 pub const PROBE_MARGIN: f64 = 0.01;
 
-fn is(r: &FinishedRun, method: &str, ema: &str, pred: &str, regularized: bool) -> bool {
-    r.params.text("method") == method
-        && (method == "none"
-            || (r.params.text("ema") == ema
-                && r.params.text("predictor") == pred
-                && (r.params.f64("lambda_s") > 0.0 || r.params.f64("lambda_b") > 0.0)
-                    == regularized))
-}
-
 fn stat(xs: &[f64]) -> String {
     let (m, se) = mean_se(xs);
     if se.is_nan() {
@@ -68,9 +59,10 @@ fn describe(name: &str, rs: &[&FinishedRun]) -> String {
 
 pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     let mut left_out = Vec::new();
-    let mut pick = |m: &str, ema: &str, pred: &str, reg: bool| -> Vec<&FinishedRun> {
+    // The arms by name (the preset's; a test may switch an arm's regularizer off).
+    let mut pick = |arm: &str| -> Vec<&FinishedRun> {
         runs.iter()
-            .filter(|r| is(r, m, ema, pred, reg))
+            .filter(|r| r.arm == arm)
             .filter(|r| {
                 let ok = r.completed() && r.value("emb_std").is_finite();
                 if !ok {
@@ -80,12 +72,12 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             })
             .collect()
     };
-    let msb = pick("msb", "on", "on", true);
-    let centroid = pick("msb", "on", "on", false);
-    let control = pick("msb", "off", "off", false);
-    let control_reg = pick("msb", "off", "off", true);
-    let byol = pick("byol", "on", "on", false);
-    let init = pick("none", "", "", false);
+    let msb = pick("msbreg");
+    let centroid = pick("centroid-only");
+    let control = pick("no-ema-no-pred");
+    let control_reg = pick("no-ema-msb");
+    let byol = pick("byol-2view");
+    let init = pick("random-init");
     let mut checks = Vec::new();
 
     let mut c1 = CheckBuilder::new(

@@ -323,10 +323,7 @@ impl Dino {
         store: &ParamStore<E, D>,
         x: Tensor<(usize, usize), E, D, T>,
         mode: BnMode,
-    ) -> (
-        Tensor<(usize, usize), E, D, T>,
-        Vec<crate::nn::models::batchnorm::BatchStats<E, D>>,
-    ) {
+    ) -> ssl::NetOutput<E, D, T> {
         let (e, stats) = self.encoder.forward(store, x, mode);
         let (h, _) = self.head.forward(store, e, mode);
         let z = ssl::normalize_rows(h);

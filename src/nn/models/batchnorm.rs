@@ -21,6 +21,9 @@ pub enum BnMode {
     Eval,
 }
 
+/// A batch-norm layer's output and, in train mode, its batch statistics.
+pub type BnOutput<E, D, T> = (Tensor<(usize, usize), E, D, T>, Option<BatchStats<E, D>>);
+
 /// One batch-norm layer's parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNorm1d {
@@ -72,7 +75,7 @@ impl BatchNorm1d {
         store: &ParamStore<E, D>,
         x: Tensor<(usize, usize), E, D, T>,
         mode: BnMode,
-    ) -> (Tensor<(usize, usize), E, D, T>, Option<BatchStats<E, D>>) {
+    ) -> BnOutput<E, D, T> {
         let (n, d) = *x.shape();
         assert_eq!(d, self.features, "batch-norm width");
         let eps = E::from_f64(self.eps).expect("representable");
