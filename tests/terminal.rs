@@ -88,7 +88,8 @@ fn spawn(runs: &Path, jobs: usize) -> Child {
         .expect("start script")
 }
 
-/// The key that selects a fixture preset in the picker (its 1-based position).
+/// The keys that select a fixture preset in the picker: its 1-based position, or (past key 9,
+/// when built-in presets come first) the filter typed as its id.
 fn preset_key(id: &str) -> String {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui_presets");
     let all = reglab::presets::load_all(&[fixtures]).unwrap();
@@ -100,8 +101,11 @@ fn preset_key(id: &str) -> String {
         .iter()
         .position(|&i| app.presets[i].id == id)
         .unwrap();
-    assert!(i < 9, "preset {id} is beyond key 9");
-    (i + 1).to_string()
+    if i < 9 {
+        (i + 1).to_string()
+    } else {
+        format!("/{id}\r")
+    }
 }
 
 fn send(session: &mut Session, keys: &str) {
