@@ -7,12 +7,15 @@ pub mod compander;
 pub mod driver;
 pub mod elr;
 pub mod ftwt;
+pub mod msbreg;
 pub mod node;
 pub mod oomd;
 pub mod profile;
 pub mod pskd;
+pub mod random_teachers;
 pub mod sae;
 pub mod sara;
+pub mod ssl;
 pub mod sso;
 pub mod stability;
 pub mod trp;
@@ -84,11 +87,25 @@ static FTWT: ftwt::FtwtDynamicPruning = ftwt::FtwtDynamicPruning;
 static SARA: sara::Sara = sara::Sara;
 static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
+static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
+static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
     vec![
-        &STABILITY, &VSAE, &NODE, &ELR, &PSKD, &COMPANDER, &TRP, &FTWT, &SARA, &OOMD, &SSO,
+        &STABILITY,
+        &VSAE,
+        &NODE,
+        &ELR,
+        &PSKD,
+        &COMPANDER,
+        &TRP,
+        &FTWT,
+        &SARA,
+        &OOMD,
+        &SSO,
+        &RANDOM_TEACHERS,
+        &MSBREG,
     ]
 }
 

@@ -11,9 +11,11 @@
 //! Initialization follows PyTorch's defaults for `nn.Linear` and `nn.Conv2d` (weights and biases
 //! uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`), so runs are comparable with PyTorch ones.
 
+pub mod batchnorm;
 pub mod cnn;
 pub mod mlp;
 
+pub use batchnorm::{BatchNorm1d, BnMode};
 pub use cnn::{Conv2dShape, SmallCnn};
 pub use mlp::{Activation, Mlp};
 
@@ -79,7 +81,7 @@ pub fn accuracy_on_device<E: Dtype, D: Device<E>>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::metrics::classification::{accuracy, cross_entropy_from_logits};
     use crate::nn::ParamStore;
