@@ -43,6 +43,10 @@ pub struct Check {
     /// Reported alongside the claim but not part of it: it does not decide the verdict.
     #[serde(default)]
     pub informational: bool,
+    /// The evidence line of the first case that did not hold (what a one-line summary quotes
+    /// when the check fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed: Option<usize>,
 }
 
 /// The verdict of one launch of a preset.
@@ -121,6 +125,9 @@ impl CheckBuilder {
     pub fn case(&mut self, held: bool, line: impl Into<String>) {
         self.cases += 1;
         self.held += usize::from(held);
+        if !held && self.check.first_failed.is_none() {
+            self.check.first_failed = Some(self.check.evidence.len());
+        }
         self.check.evidence.push(line.into());
     }
 
@@ -210,6 +217,19 @@ mod tests {
             outcome,
             ..Check::default()
         }
+    }
+
+    #[test]
+    fn builder_remembers_the_first_case_that_failed() {
+        let mut b = CheckBuilder::new("a", Quantifier::Every, "s", "f");
+        b.note("a run left out");
+        b.case(true, "fine");
+        b.case(false, "this one failed");
+        b.case(false, "and this");
+        let c = b.finish();
+        assert_eq!(c.outcome, Outcome::Fails);
+        assert_eq!(c.first_failed, Some(2));
+        assert_eq!(c.evidence[2], "this one failed");
     }
 
     #[test]

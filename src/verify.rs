@@ -57,10 +57,13 @@ fn deciding(v: &Verdict) -> String {
         .or_else(|| claim.first());
     match pick {
         Some(c) => {
-            let ev = c
-                .evidence
-                .iter()
-                .find(|e| !e.contains("left out"))
+            // A failing check quotes the case that failed; others their first number.
+            let failed = c
+                .first_failed
+                .filter(|_| c.outcome == Outcome::Fails)
+                .and_then(|i| c.evidence.get(i));
+            let ev = failed
+                .or_else(|| c.evidence.iter().find(|e| !e.contains("left out")))
                 .or(c.evidence.first());
             let mut ev = ev.cloned().unwrap_or_default();
             if ev.chars().count() > 110 {
@@ -326,4 +329,32 @@ pub fn markdown(r: &VerifyReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{CheckBuilder, Quantifier};
+
+    #[test]
+    fn a_failing_check_is_summarized_by_the_case_that_failed() {
+        let mut b = CheckBuilder::new("i", Quantifier::Every, "s", "f");
+        b.case(true, "setup holds");
+        b.case(false, "arm x: 0.3 < 0.5");
+        let v = Verdict {
+            preset: "p".into(),
+            claim: "c".into(),
+            checks: vec![b.finish()],
+        };
+        assert_eq!(deciding(&v), "(i) fails: arm x: 0.3 < 0.5");
+        let mut b = CheckBuilder::new("i", Quantifier::Every, "s", "f");
+        b.note("r: left out");
+        b.case(true, "first number");
+        let v = Verdict {
+            preset: "p".into(),
+            claim: "c".into(),
+            checks: vec![b.finish()],
+        };
+        assert_eq!(deciding(&v), "(i) holds: first number");
+    }
 }

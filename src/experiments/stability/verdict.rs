@@ -202,6 +202,7 @@ fn check_gd_trace_unbounded(arms: &[Arm]) -> Check {
         // Reported, not counted: it states what GD does, and no configuration with the
         // paper's mechanism removed makes it fail, so it cannot test the claim.
         informational: true,
+        first_failed: None,
     }
 }
 
