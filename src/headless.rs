@@ -132,6 +132,31 @@ pub async fn run(
     })
 }
 
+/// Runs experiment `kind`'s quick profile to the end under `runs` (two at a time), with only
+/// `arms` when given and `extra` `--set` overrides after the profile's own; returns the outcome
+/// and everything it printed. For the presets' claim tests.
+pub async fn run_quick(
+    kind: &str,
+    arms: Option<&[&str]>,
+    extra: &[(&str, &str)],
+    runs: &std::path::Path,
+) -> Result<(HeadlessOutcome, String), String> {
+    let profile = crate::experiments::find(kind)
+        .ok_or_else(|| format!("no experiment `{kind}`"))?
+        .quick_profile();
+    let preset = profile.preset()?;
+    let mut req = LaunchRequest::from(&profile);
+    if let Some(arms) = arms {
+        req.arms = arms.iter().map(|a| a.to_string()).collect();
+    }
+    req.overrides
+        .extend(extra.iter().map(|(k, v)| crate::params::Override {
+            key: k.to_string(),
+            value: v.to_string(),
+        }));
+    run_captured(&preset, &req, runs, 2).await
+}
+
 /// Runs `req` of `preset` to the end with a fresh run manager (at most `jobs` runs at once,
 /// writing under `runs`) on the current tokio runtime, returning the outcome and everything it
 /// printed. For tests and scripts.

@@ -6,10 +6,8 @@ use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use reglab::engine::LaunchRequest;
 use reglab::experiments::elr::loss::{elr_loss, reg_gradient_closed_form, TargetEnsemble};
 use reglab::headless;
-use reglab::params::Override;
 use reglab::verdict::Outcome;
 
 const B: usize = 4;
@@ -154,21 +152,7 @@ async fn quick_launch(
     std::collections::BTreeMap<String, reglab::metrics::picture::Picture>,
 ) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("elr-noisy-labels")
-        .unwrap()
-        .quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    if let Some(arms) = arms {
-        req.arms = arms.iter().map(|a| a.to_string()).collect();
-    }
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("elr-noisy-labels", arms, extra, root.path())
         .await
         .unwrap();
     let pictures = reglab::engine::store::read_pictures(&res.launch_dir.join("ce-n60-s0"));

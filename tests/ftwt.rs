@@ -6,10 +6,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use reglab::engine::LaunchRequest;
 use reglab::experiments::ftwt::masks;
 use reglab::headless;
-use reglab::params::Override;
 use reglab::verdict::{Outcome, Verdict};
 
 #[test]
@@ -51,21 +49,7 @@ async fn quick_launch(
     arms: Option<&[&str]>,
 ) -> (Verdict, String, std::path::PathBuf, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("ftwt-dynamic-pruning")
-        .unwrap()
-        .quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    if let Some(arms) = arms {
-        req.arms = arms.iter().map(|a| a.to_string()).collect();
-    }
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("ftwt-dynamic-pruning", arms, extra, root.path())
         .await
         .unwrap();
     (res.verdict, text, res.launch_dir, root)

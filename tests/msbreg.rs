@@ -2,9 +2,7 @@
 //! regularizer switched off (lambda_b = lambda_s = 0) the regularized control trains exactly as
 //! the plain one, so check 2 fails.
 
-use reglab::engine::LaunchRequest;
 use reglab::headless;
-use reglab::params::Override;
 use reglab::verdict::Outcome;
 
 async fn quick_launch(
@@ -12,19 +10,7 @@ async fn quick_launch(
     arms: Option<&[&str]>,
 ) -> (reglab::verdict::Verdict, String) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("msbreg").unwrap().quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    if let Some(arms) = arms {
-        req.arms = arms.iter().map(|a| a.to_string()).collect();
-    }
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("msbreg", arms, extra, root.path())
         .await
         .unwrap();
     (res.verdict, text)

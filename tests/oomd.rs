@@ -7,13 +7,11 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use reglab::engine::LaunchRequest;
 use reglab::headless;
 use reglab::online::comparator::Comparator;
 use reglab::online::learners::{AdaOgd, Learner, Ogd, Oomd, StepRule};
 use reglab::online::sea::{Family, Path, Round, SeaConfig, SeaEnv};
 use reglab::online::{dot, norm};
-use reglab::params::Override;
 use reglab::verdict::Outcome;
 
 fn random_vec(rng: &mut StdRng, d: usize, scale: f64) -> Vec<f64> {
@@ -246,18 +244,7 @@ async fn quick_launch(
     tempfile::TempDir,
 ) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("oomd-sea")
-        .unwrap()
-        .quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("oomd-sea", None, extra, root.path())
         .await
         .unwrap();
     (res.verdict, text, res.launch_dir, root)

@@ -2,9 +2,7 @@
 //! mechanism switched off (no batch norm, student an exact copy of the teacher, equal
 //! temperatures: the student never moves and gains nothing).
 
-use reglab::engine::LaunchRequest;
 use reglab::headless;
-use reglab::params::Override;
 use reglab::verdict::Outcome;
 
 async fn quick_launch(
@@ -17,21 +15,7 @@ async fn quick_launch(
     tempfile::TempDir,
 ) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("random-teachers")
-        .unwrap()
-        .quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    if let Some(arms) = arms {
-        req.arms = arms.iter().map(|a| a.to_string()).collect();
-    }
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("random-teachers", arms, extra, root.path())
         .await
         .unwrap();
     (res.verdict, text, res.launch_dir, root)

@@ -5,10 +5,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use reglab::engine::LaunchRequest;
 use reglab::headless;
 use reglab::metrics::lowrank::Svd;
-use reglab::params::Override;
 use reglab::verdict::{Outcome, Verdict};
 
 #[test]
@@ -43,19 +41,7 @@ fn masked_nuclear_subgradient_matches_finite_differences() {
 
 async fn quick_launch(extra: &[(&str, &str)], arms: Option<&[&str]>) -> (Verdict, String) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("sara").unwrap().quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    if let Some(arms) = arms {
-        req.arms = arms.iter().map(|a| a.to_string()).collect();
-    }
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("sara", arms, extra, root.path())
         .await
         .unwrap();
     (res.verdict, text)

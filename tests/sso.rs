@@ -8,10 +8,8 @@ use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use reglab::engine::LaunchRequest;
 use reglab::experiments::sso::surrogate::{cross_entropy, target_gradient, Surrogate};
 use reglab::headless;
-use reglab::params::Override;
 use reglab::verdict::Outcome;
 
 fn case(seed: u64) -> (DMatrix<f64>, Vec<usize>, DMatrix<f64>) {
@@ -100,18 +98,7 @@ fn at_eta_two_the_surrogate_majorises_and_one_step_is_sgd() {
 
 async fn quick_launch(extra: &[(&str, &str)]) -> (reglab::verdict::Verdict, String) {
     let root = tempfile::tempdir().unwrap();
-    let profile = reglab::experiments::find("sso-surrogate")
-        .unwrap()
-        .quick_profile();
-    let p = profile.preset().unwrap();
-    let mut req = LaunchRequest::from(&profile);
-    for (k, v) in extra {
-        req.overrides.push(Override {
-            key: k.to_string(),
-            value: v.to_string(),
-        });
-    }
-    let (res, text) = headless::run_captured(&p, &req, root.path(), 2)
+    let (res, text) = headless::run_quick("sso-surrogate", None, extra, root.path())
         .await
         .unwrap();
     (res.verdict, text)
