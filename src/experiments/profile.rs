@@ -116,23 +116,31 @@ impl Profile {
         }
     }
 
-    /// Appends one line per arm of the preset: its training steps per second on the CPU
-    /// ([`Profile::seconds_per_step_by`] at `n` units of `length`).
-    pub fn speed_lines(&self, length: (&str, &str), n: usize, out: &mut String) {
+    /// Appends one line per arm of the preset (but those `skip` names): its training steps per
+    /// second on the CPU ([`Profile::seconds_per_step_by`] at `n` units of `length`, with
+    /// `extra` overrides).
+    pub fn speed_lines(
+        &self,
+        length: (&str, &str),
+        n: usize,
+        extra: &[Override],
+        skip: impl Fn(&crate::presets::Arm) -> bool,
+        out: &mut String,
+    ) {
         use std::fmt::Write as _;
         let Ok(preset) = self.preset() else {
             return;
         };
-        for arm in &preset.arms {
-            let _ = match self.seconds_per_step_by(&arm.name, length, n, &[]) {
+        for arm in preset.arms.iter().filter(|a| !skip(a)) {
+            let _ = match self.seconds_per_step_by(&arm.name, length, n, extra) {
                 Ok(s) => writeln!(
                     out,
-                    "  {:<14} {:>8.0} steps/s  ({:.3} ms/step)",
+                    "  {:<22} {:>8.0} steps/s  ({:.3} ms/step)",
                     arm.name,
                     1.0 / s,
                     s * 1e3
                 ),
-                Err(e) => writeln!(out, "  {:<14} (could not be timed: {e})", arm.name),
+                Err(e) => writeln!(out, "  {:<22} (could not be timed: {e})", arm.name),
             };
         }
     }

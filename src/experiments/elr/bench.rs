@@ -21,7 +21,7 @@ pub fn report(quick: bool, out: &mut String) {
         "\nelr-noisy-labels: training steps per second per arm ({epochs} vs {} epochs, seed 0):",
         2 * epochs
     );
-    PRESET.speed_lines(("epochs", "eval_every"), epochs, out);
+    PRESET.speed_lines(("epochs", "eval_every"), epochs, &[], |_| false, out);
     // Two epochs evaluated after each against two evaluated at the end: one evaluation apart.
     let run = |every: usize| {
         let o: Vec<Override> = [("epochs", 2), ("eval_every", every)]

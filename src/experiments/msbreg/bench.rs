@@ -13,37 +13,26 @@ const PRESET: Profile = Profile {
     overrides: &[],
 };
 
+fn set(key: &str, value: &str) -> Override {
+    Override {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
 pub fn report(quick: bool, out: &mut String) {
-    let Ok(preset) = PRESET.preset() else {
-        return;
-    };
     let steps = if quick { 10 } else { 50 };
     let _ = writeln!(
         out,
         "\nmsbreg: training steps per second per arm ({steps} vs {} steps at batch 128, seed 0):",
         2 * steps
     );
-    let probe_at_end = [Override {
-        key: "probe_every".into(),
-        value: "1000000".into(),
-    }];
-    for arm in &preset.arms {
-        if arm.params.text("method") == "none" {
-            continue;
-        }
-        match PRESET.seconds_per_step(&arm.name, steps, &probe_at_end) {
-            Ok(s) => {
-                let _ = writeln!(
-                    out,
-                    "  {:<16} {:>8.0} steps/s  ({:.3} ms/step)",
-                    arm.name,
-                    1.0 / s,
-                    s * 1e3
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(out, "  {:<16} (could not be timed: {e})", arm.name);
-            }
-        }
-    }
+    let probe_at_end = [set("probe_every", "1000000")];
+    PRESET.speed_lines(
+        ("steps", "log_every"),
+        steps,
+        &probe_at_end,
+        |a| a.params.text("method") == "none",
+        out,
+    );
 }

@@ -19,5 +19,5 @@ pub fn report(quick: bool, out: &mut String) {
         "\noomd-sea: rounds per second per arm ({rounds} vs {} rounds, seed 0):",
         2 * rounds
     );
-    PRESET.speed_lines(("steps", "log_every"), rounds, out);
+    PRESET.speed_lines(("steps", "log_every"), rounds, &[], |_| false, out);
 }

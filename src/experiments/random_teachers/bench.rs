@@ -13,10 +13,14 @@ const PRESET: Profile = Profile {
     overrides: &[],
 };
 
+fn set(key: &str, value: &str) -> Override {
+    Override {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
 pub fn report(quick: bool, out: &mut String) {
-    let Ok(preset) = PRESET.preset() else {
-        return;
-    };
     let steps = if quick { 10 } else { 50 };
     let _ = writeln!(
         out,
@@ -24,27 +28,12 @@ pub fn report(quick: bool, out: &mut String) {
          256, K 1024, seed 0):",
         2 * steps
     );
-    let probe_at_end = [Override {
-        key: "probe_every".into(),
-        value: "1000000".into(),
-    }];
-    for arm in &preset.arms {
-        if arm.params.text("method") == "teacher" {
-            continue;
-        }
-        match PRESET.seconds_per_step(&arm.name, steps, &probe_at_end) {
-            Ok(s) => {
-                let _ = writeln!(
-                    out,
-                    "  {:<22} {:>8.0} steps/s  ({:.3} ms/step)",
-                    arm.name,
-                    1.0 / s,
-                    s * 1e3
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(out, "  {:<22} (could not be timed: {e})", arm.name);
-            }
-        }
-    }
+    let probe_at_end = [set("probe_every", "1000000")];
+    PRESET.speed_lines(
+        ("steps", "log_every"),
+        steps,
+        &probe_at_end,
+        |a| a.params.text("method") == "teacher",
+        out,
+    );
 }

@@ -19,26 +19,20 @@ pub fn report(quick: bool, out: &mut String) {
         "\nsara: adaptation steps per second ({steps} vs {} steps, seed 0):",
         2 * steps
     );
-    for arm in [
+    // One arm per method, at the default learning rate.
+    const SHOWN: [&str; 6] = [
         "frozen",
         "full",
         "lora-r4",
         "sara",
         "sara-nonuc",
         "random-sparse",
-    ] {
-        match PRESET.seconds_per_step(arm, steps, &[]) {
-            Ok(s) => {
-                let _ = writeln!(
-                    out,
-                    "  {arm:<14} {:>8.0} steps/s  ({:.3} ms/step)",
-                    1.0 / s,
-                    s * 1e3
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(out, "  {arm:<14} (could not be timed: {e})");
-            }
-        }
-    }
+    ];
+    PRESET.speed_lines(
+        ("steps", "log_every"),
+        steps,
+        &[],
+        |a| !SHOWN.contains(&a.name.as_str()),
+        out,
+    );
 }

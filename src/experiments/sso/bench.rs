@@ -19,5 +19,5 @@ pub fn report(quick: bool, out: &mut String) {
         "\nsso-surrogate: expensive calls per second per arm ({calls} vs {} calls, seed 0):",
         2 * calls
     );
-    PRESET.speed_lines(("steps", "log_every"), calls, out);
+    PRESET.speed_lines(("steps", "log_every"), calls, &[], |_| false, out);
 }

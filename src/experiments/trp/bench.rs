@@ -19,5 +19,5 @@ pub fn report(quick: bool, out: &mut String) {
         "\ntrained-rank-pruning: training steps per second per arm ({epochs} vs {} epochs, seed 0):",
         2 * epochs
     );
-    PRESET.speed_lines(("epochs", "eval_every"), epochs, out);
+    PRESET.speed_lines(("epochs", "eval_every"), epochs, &[], |_| false, out);
 }
