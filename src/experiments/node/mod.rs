@@ -879,24 +879,11 @@ impl Trainer {
     ) -> Result<f64, String> {
         let net = &model.dynamics;
         let p = model.tensors();
-        let (d, store) = (net.d, &model.store);
         match task {
             Task::Digits { x_test, y_test, .. } => {
                 let n = y_test.len();
                 let t0 = Instant::now();
-                let x = dev.upload(x_test.clone(), (n, DIGIT_FEATURES));
-                let h = x.matmul(store.matrix_value(model.w_in))
-                    + store
-                        .flat(model.b_in)
-                        .clone()
-                        .broadcast_like::<_, Axis<0>>(&(n, d));
-                let sol = self.solve(net, &p, &h, &[self.t_end])?;
-                let logits = sol.ys[0].clone().matmul(store.matrix_value(model.w_out))
-                    + store
-                        .flat(model.b_out)
-                        .clone()
-                        .broadcast_like::<_, Axis<0>>(&(n, CLASSES));
-                let logits = logits.download();
+                let (logits, _) = self.digits_logits(dev, model, x_test)?;
                 std::hint::black_box(&logits);
                 Ok(t0.elapsed().as_secs_f64() * 1e6 / n as f64)
             }
@@ -910,6 +897,33 @@ impl Trainer {
         }
     }
 
+    /// Logits of the digits `x_test` (row-major, `n x DIGIT_FEATURES`) in one batched solve
+    /// to `t_end`, and that solve's NFE.
+    fn digits_logits<D: Device<f64>>(
+        &self,
+        dev: &D,
+        model: &Model<D>,
+        x_test: &[f64],
+    ) -> Result<(Vec<f64>, usize), String> {
+        let net = &model.dynamics;
+        let p = model.tensors();
+        let (d, store) = (net.d, &model.store);
+        let n = x_test.len() / DIGIT_FEATURES;
+        let x = dev.upload(x_test.to_vec(), (n, DIGIT_FEATURES));
+        let h = x.matmul(store.matrix_value(model.w_in))
+            + store
+                .flat(model.b_in)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(n, d));
+        let sol = self.solve(net, &p, &h, &[self.t_end])?;
+        let logits = sol.ys[0].clone().matmul(store.matrix_value(model.w_out))
+            + store
+                .flat(model.b_out)
+                .clone()
+                .broadcast_like::<_, Axis<0>>(&(n, CLASSES));
+        Ok((logits.download(), sol.stats.nfe))
+    }
+
     /// Test score and NFE of a prediction whose only output time is the end point.
     fn evaluate<D: Device<f64>>(
         &self,
@@ -919,23 +933,9 @@ impl Trainer {
     ) -> Result<EvalResult, String> {
         let net = &model.dynamics;
         let p = model.tensors();
-        let (d, store) = (net.d, &model.store);
         match task {
             Task::Digits { x_test, y_test, .. } => {
-                let n = y_test.len();
-                let x = dev.upload(x_test.clone(), (n, DIGIT_FEATURES));
-                let h = x.matmul(store.matrix_value(model.w_in))
-                    + store
-                        .flat(model.b_in)
-                        .clone()
-                        .broadcast_like::<_, Axis<0>>(&(n, d));
-                let sol = self.solve(net, &p, &h, &[self.t_end])?;
-                let logits = sol.ys[0].clone().matmul(store.matrix_value(model.w_out))
-                    + store
-                        .flat(model.b_out)
-                        .clone()
-                        .broadcast_like::<_, Axis<0>>(&(n, CLASSES));
-                let logits = logits.download();
+                let (logits, nfe) = self.digits_logits(dev, model, x_test)?;
                 let (_, acc) = softmax_xent(&logits, y_test);
                 // Up to 24 misclassified test digits, captioned "predicted (true)".
                 let mut pixels = Vec::new();
@@ -951,7 +951,7 @@ impl Trainer {
                 }
                 Ok(EvalResult {
                     score: acc,
-                    nfe: sol.stats.nfe as f64,
+                    nfe: nfe as f64,
                     picture: (
                         "wrong test digits: predicted (true)",
                         Picture::images(8, 8, &pixels, 0.0, 1.0, captions),
