@@ -4,9 +4,11 @@
 
 pub mod classifier;
 pub mod compander;
+pub mod diffusion;
 pub mod driver;
 pub mod elr;
 pub mod ftwt;
+pub mod memo;
 pub mod msbreg;
 pub mod node;
 pub mod oomd;

@@ -4,6 +4,7 @@
 pub mod classification;
 pub mod dead_features;
 pub mod distances;
+pub mod frechet;
 pub mod hessian;
 pub mod linalg;
 pub mod lowrank;

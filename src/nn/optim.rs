@@ -69,6 +69,11 @@ impl Rule {
     }
 }
 
+/// Cosine annealing to zero: `lr_i = lr (1 + cos(pi i / n)) / 2` at epoch (or step) `i` of `n`.
+pub fn cosine_lr(lr: f64, i: usize, n: usize) -> f64 {
+    0.5 * lr * (1.0 + (std::f64::consts::PI * i as f64 / n.max(1) as f64).cos())
+}
+
 /// An optimizer for the trainable parameters of one store.
 pub struct Optimizer<E: Dtype, D: Device<E>> {
     pub rule: Rule,

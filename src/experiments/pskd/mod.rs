@@ -61,10 +61,7 @@ pub fn alpha_at(alpha_final: f64, epoch: usize, epochs: usize) -> f64 {
     (alpha_final * (epoch + 1) as f64 / epochs.max(1) as f64).max(0.0)
 }
 
-/// `lr_e = lr (1 + cos(pi e / E)) / 2`, set at the start of epoch `e`.
-pub fn cosine_lr(lr: f64, epoch: usize, epochs: usize) -> f64 {
-    0.5 * lr * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos())
-}
+pub use crate::nn::optim::cosine_lr;
 
 impl Experiment for PsKd {
     fn kind(&self) -> &'static str {

@@ -23,6 +23,8 @@ pub enum Activation {
     Tanh,
     /// The exact (erf) GELU, PyTorch's `nn.GELU()` default.
     Gelu,
+    /// `x * sigmoid(x)` (SiLU, swish), PyTorch's `nn.SiLU()`.
+    Silu,
 }
 
 impl Activation {
@@ -34,6 +36,7 @@ impl Activation {
             Activation::Relu => x.relu(),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => gelu(x),
+            Activation::Silu => silu(x),
         }
     }
 }
@@ -58,6 +61,16 @@ pub fn gelu<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let bump_taped = (x.retaped::<T>().square() * minus_half).exp() * k;
     let bump_value = (x.clone().square() * minus_half).exp() * k;
     x.put_tape(tape).accurate_gelu() + (bump_taped - bump_value)
+}
+
+/// `x * sigmoid(x)`: the sigmoid is taken of a retaped copy, so both factors send their
+/// gradient to `x`.
+pub fn silu<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+) -> Tensor<S, E, D, T> {
+    let (x, tape) = x.split_tape();
+    let gate = x.retaped::<T>().sigmoid();
+    x.put_tape(tape) * gate
 }
 
 /// A multi-layer perceptron whose parameters live in a [`ParamStore`].
@@ -343,7 +356,12 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        for activation in [Activation::Relu, Activation::Tanh, Activation::Gelu] {
+        for activation in [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Gelu,
+            Activation::Silu,
+        ] {
             let mut rng = StdRng::seed_from_u64(7);
             let dev = Cpu::default();
             let mut store = ParamStore::<f64, Cpu>::new(&dev);
@@ -383,6 +401,24 @@ mod tests {
                 x.clone().accurate_gelu().as_vec()[i] / v
             };
             let want = cdf + v * pdf;
+            assert!((dy[i] - want).abs() < 1e-12, "x = {v}: {} vs {want}", dy[i]);
+        }
+    }
+
+    #[test]
+    fn silu_value_and_derivative_match_the_closed_form() {
+        let dev = Cpu::default();
+        let xs: Vec<f64> = (-40..=40).map(|i| i as f64 * 0.1).collect();
+        let n = xs.len();
+        let x = dev.tensor_from_vec(xs.clone(), (n,));
+        let y = silu(x.leaky_trace());
+        let values = y.as_vec();
+        let g = y.sum::<Rank0, _>().backward();
+        let dy = g.get(&x).as_vec();
+        for (i, &v) in xs.iter().enumerate() {
+            let s = 1.0 / (1.0 + (-v).exp());
+            assert!((values[i] - v * s).abs() < 1e-12);
+            let want = s * (1.0 + v * (1.0 - s));
             assert!((dy[i] - want).abs() < 1e-12, "x = {v}: {} vs {want}", dy[i]);
         }
     }
