@@ -15,12 +15,23 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn verify_quick_prints_one_row_per_preset_and_writes_its_files() {
+    // Three presets with fast quick profiles: every preset's own tests already run its quick
+    // profile and check its verdict, so the whole list would only repeat them.
+    let chosen = ["sgd-stability", "oomd-sea", "sso-surrogate"];
     let runs = tempfile::tempdir().unwrap();
     let dir = runs.path().to_str().unwrap();
-    let o = reglab(&["verify", "--quick", "--runs", dir, "--jobs", "2"]);
+    let mut args = vec!["verify", "--quick", "--runs", dir, "--jobs", "2"];
+    for id in chosen {
+        args.extend(["--preset", id]);
+    }
+    let o = reglab(&args);
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
-    let presets = reglab::presets::load_all(&[]).unwrap();
+    let all = reglab::presets::load_all(&[]).unwrap();
+    let presets: Vec<_> = chosen
+        .iter()
+        .map(|id| all.iter().find(|p| p.id == *id).expect("a built-in preset"))
+        .collect();
     let verify_dir = std::fs::read_dir(runs.path())
         .unwrap()
         .flatten()
@@ -37,7 +48,7 @@ fn verify_quick_prints_one_row_per_preset_and_writes_its_files() {
             .unwrap();
     assert!(report.quick);
     assert_eq!(report.rows.len(), presets.len());
-    for (row, p) in report.rows.iter().zip(&presets) {
+    for (row, p) in report.rows.iter().zip(presets.iter().copied()) {
         assert_eq!(row.preset, p.id);
         assert!(out.contains(&p.id), "{out}");
         assert_eq!(row.failed_runs, 0);
