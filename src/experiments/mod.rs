@@ -8,6 +8,7 @@ pub mod driver;
 pub mod elr;
 pub mod ftwt;
 pub mod msbreg;
+pub mod nngp;
 pub mod node;
 pub mod oomd;
 pub mod profile;
@@ -89,6 +90,7 @@ static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
+static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -106,6 +108,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SSO,
         &RANDOM_TEACHERS,
         &MSBREG,
+        &SM_NNGP,
     ]
 }
 
