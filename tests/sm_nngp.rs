@@ -27,7 +27,10 @@ fn ln_gamma_matches_factorials_and_the_recurrence() {
         // ln Gamma(n + 1) = ln n!
         fact += (n as f64).ln();
         let g = ln_gamma(n as f64 + 1.0);
-        assert!((g - fact).abs() < 1e-12 * fact.max(1.0), "n {n}: {g} vs {fact}");
+        assert!(
+            (g - fact).abs() < 1e-12 * fact.max(1.0),
+            "n {n}: {g} vs {fact}"
+        );
     }
     for x in [0.3, 3.7, 151.25, 2502.0, 10_004.5] {
         let d = ln_gamma(x + 1.0) - ln_gamma(x);
@@ -121,7 +124,10 @@ fn the_fit_matches_a_direct_inverse_and_ml2_maximises_the_likelihood() {
         .candidates
         .iter()
         .cloned()
-        .fold((0.0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        .fold(
+            (0.0, f64::NEG_INFINITY),
+            |a, b| if b.1 > a.1 { b } else { a },
+        );
     assert_eq!(best.0, fit.eps_rel);
     let mut ky = k.clone();
     for i in 0..n {
@@ -140,7 +146,15 @@ fn the_fit_matches_a_direct_inverse_and_ml2_maximises_the_likelihood() {
     let q = (y.transpose() * &inv * &y).trace();
     assert!((fit.q - q).abs() < 1e-8 * q);
     // The Gaussian log likelihood sum_c ln N(y_c; 0, s K_y) peaks at s = q / (nC).
-    let logdet = ky.clone().cholesky().unwrap().l().diagonal().map(|v| v.ln()).sum() * 2.0;
+    let logdet = ky
+        .clone()
+        .cholesky()
+        .unwrap()
+        .l()
+        .diagonal()
+        .map(|v| v.ln())
+        .sum()
+        * 2.0;
     let ll = |s: f64| {
         let nc = (n * c) as f64;
         -0.5 * nc * (2.0 * std::f64::consts::PI * s).ln() - 0.5 * c as f64 * logdet - q / (2.0 * s)
@@ -197,7 +211,10 @@ async fn on_the_quick_profile_the_t_process_is_robust_out_of_distribution() {
             "({id}) {text}"
         );
     }
-    assert!(v.check("3").unwrap().numbers["gain_heldout"] >= 0.01, "{text}");
+    assert!(
+        v.check("3").unwrap().numbers["gain_heldout"] >= 0.01,
+        "{text}"
+    );
     assert_eq!(v.outcome(), Outcome::Holds, "{text}");
 }
 
@@ -207,6 +224,9 @@ async fn with_the_tails_switched_off_the_claim_does_not_hold() {
     // Gaussian. What is left of its gain over ML-II is the scale's, below the effect size.
     let (v, text) = quick_launch(&[("heavy_tails", "false")]).await;
     assert_ne!(v.check("3").unwrap().outcome, Outcome::Holds, "{text}");
-    assert!(v.check("3").unwrap().numbers["gain_heldout"] < 0.01, "{text}");
+    assert!(
+        v.check("3").unwrap().numbers["gain_heldout"] < 0.01,
+        "{text}"
+    );
     assert_ne!(v.outcome(), Outcome::Holds, "{text}");
 }

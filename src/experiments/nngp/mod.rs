@@ -51,10 +51,28 @@ pub const TARGET_SHIFT: f64 = 0.1;
 
 /// Live metric names per set: (nll, nll of the ML-II baseline, dnll, acc, tails).
 const NAMES: [[&str; 5]; 5] = [
-    ["nll_clean", "nll_clean_ml2", "dnll_clean", "acc_clean", "tails_clean"],
-    ["nll_noise", "nll_noise_ml2", "dnll_noise", "acc_noise", "tails_noise"],
+    [
+        "nll_clean",
+        "nll_clean_ml2",
+        "dnll_clean",
+        "acc_clean",
+        "tails_clean",
+    ],
+    [
+        "nll_noise",
+        "nll_noise_ml2",
+        "dnll_noise",
+        "acc_noise",
+        "tails_noise",
+    ],
     ["nll_rot", "nll_rot_ml2", "dnll_rot", "acc_rot", "tails_rot"],
-    ["nll_flip", "nll_flip_ml2", "dnll_flip", "acc_flip", "tails_flip"],
+    [
+        "nll_flip",
+        "nll_flip_ml2",
+        "dnll_flip",
+        "acc_flip",
+        "tails_flip",
+    ],
     [
         "nll_heldout",
         "nll_heldout_ml2",
@@ -197,8 +215,11 @@ impl Experiment for SmNngp {
             MetricSpec::new("scale2_ml2", "ML-II scale q / (nC)").log(),
             MetricSpec::new("scale2_tp", "t scale (b + q/2) / (a + nC/2)").log(),
             MetricSpec::new("scale2", "this arm's sigma_v^2").log(),
-            MetricSpec::new("eps_rel", "noise eps / mean diag K picked by the marginal likelihood")
-                .log(),
+            MetricSpec::new(
+                "eps_rel",
+                "noise eps / mean diag K picked by the marginal likelihood",
+            )
+            .log(),
             MetricSpec::new("n_train", "training size n"),
             MetricSpec::new("log_ml", "log marginal likelihood per output (ML-II scale)"),
         ]);
@@ -223,7 +244,10 @@ impl Experiment for SmNngp {
     }
 
     fn builtin_presets(&self) -> &'static [(&'static str, &'static str)] {
-        &[("presets/sm-nngp.toml", include_str!("../../../presets/sm-nngp.toml"))]
+        &[(
+            "presets/sm-nngp.toml",
+            include_str!("../../../presets/sm-nngp.toml"),
+        )]
     }
 
     fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
@@ -266,7 +290,9 @@ impl Experiment for SmNngp {
         let m = 5.0 * p.usize("n_test") as f64;
         crate::engine::memory::Estimate::of(&[(
             8.0 * (pool * pool + pool * m + 4.0 * n * n + 2.0 * n * m),
-            format!("the pool kernel ({pool} x {pool}), test kernel rows and K_y^-1 at n {n} (f64)"),
+            format!(
+                "the pool kernel ({pool} x {pool}), test kernel rows and K_y^-1 at n {n} (f64)"
+            ),
         )])
     }
 
@@ -399,7 +425,11 @@ impl NngpRun {
             shifts::flipped(&test_x),
             heldout_test
                 .iter()
-                .flat_map(|&i| test_x[i * DIGIT_PIXELS..(i + 1) * DIGIT_PIXELS].iter().copied())
+                .flat_map(|&i| {
+                    test_x[i * DIGIT_PIXELS..(i + 1) * DIGIT_PIXELS]
+                        .iter()
+                        .copied()
+                })
                 .collect(),
         ];
         let sets = inputs
@@ -466,7 +496,11 @@ impl NngpRun {
         let mut sets = Vec::new();
         let (mut means, mut vars) = (Vec::new(), Vec::new());
         for (k, set) in self.sets.iter().enumerate() {
-            let (f, idx) = if k == 4 { (&fit_h, &kept) } else { (&fit, &full) };
+            let (f, idx) = if k == 4 {
+                (&fit_h, &kept)
+            } else {
+                (&fit, &full)
+            };
             let k_star = set.k_pool.select_rows(idx);
             let (mean, var) = f.predict(&k_star, &set.k_ss);
             let nll = nll_per_output(self.scale, f, &set.y, &mean, &var);
@@ -532,7 +566,11 @@ impl Trainer for NngpRun {
             ("log_ml", r.log_ml),
         ]);
         if values.iter().any(|v| !v.1.is_finite()) {
-            let bad: Vec<&str> = values.iter().filter(|v| !v.1.is_finite()).map(|v| v.0).collect();
+            let bad: Vec<&str> = values
+                .iter()
+                .filter(|v| !v.1.is_finite())
+                .map(|v| v.0)
+                .collect();
             return Err(RunStop::Diverged {
                 step,
                 reason: format!("non-finite {bad:?} at n {}", r.n),
@@ -582,9 +620,17 @@ impl Trainer for NngpRun {
         let x_train: Vec<f64> = last
             .train_idx
             .iter()
-            .flat_map(|&i| self.pool_x[i * DIGIT_PIXELS..(i + 1) * DIGIT_PIXELS].iter().copied())
+            .flat_map(|&i| {
+                self.pool_x[i * DIGIT_PIXELS..(i + 1) * DIGIT_PIXELS]
+                    .iter()
+                    .copied()
+            })
             .collect();
-        let labels: Vec<usize> = last.train_idx.iter().map(|&i| self.pool_labels[i]).collect();
+        let labels: Vec<usize> = last
+            .train_idx
+            .iter()
+            .map(|&i| self.pool_labels[i])
+            .collect();
         let f = &last.fit;
         let params = vec![
             NamedTensor::new("alpha", &[n, DIGIT_CLASSES], row_major(&f.alpha)),
@@ -599,14 +645,26 @@ impl Trainer for NngpRun {
         for (k, set) in self.sets.iter().enumerate().take(4) {
             let name = SETS[k];
             let m = set.labels.len();
-            data.push(NamedTensor::new(&format!("x_{name}"), &[m, DIGIT_PIXELS], set.x.clone()));
-            data.push(NamedTensor::new(&format!("y_{name}"), &[m, DIGIT_CLASSES], row_major(&set.y)));
+            data.push(NamedTensor::new(
+                &format!("x_{name}"),
+                &[m, DIGIT_PIXELS],
+                set.x.clone(),
+            ));
+            data.push(NamedTensor::new(
+                &format!("y_{name}"),
+                &[m, DIGIT_CLASSES],
+                row_major(&set.y),
+            ));
             data.push(NamedTensor::new(
                 &format!("mean_{name}"),
                 &[m, DIGIT_CLASSES],
                 row_major(&last.means[k]),
             ));
-            data.push(NamedTensor::new(&format!("var_{name}"), &[m], last.vars[k].clone()));
+            data.push(NamedTensor::new(
+                &format!("var_{name}"),
+                &[m],
+                last.vars[k].clone(),
+            ));
         }
         let text = format!(
             "closed-form ReLU NNGP regression on one-hot digits targets (one-hot - {TARGET_SHIFT}), \

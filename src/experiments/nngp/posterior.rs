@@ -50,7 +50,8 @@ pub fn gaussian_logpdf(r2: f64, c: usize, var: f64) -> f64 {
 /// `ln t_nu(r; 0, scale2 I_C)`: the multivariate Student t of a C-vector with squared norm `r2`.
 pub fn student_t_logpdf(r2: f64, c: usize, nu: f64, scale2: f64) -> f64 {
     let c = c as f64;
-    ln_gamma(0.5 * (nu + c)) - ln_gamma(0.5 * nu)
+    ln_gamma(0.5 * (nu + c))
+        - ln_gamma(0.5 * nu)
         - 0.5 * c * (nu * std::f64::consts::PI * scale2).ln()
         - 0.5 * (nu + c) * (r2 / (nu * scale2)).ln_1p()
 }
@@ -103,7 +104,9 @@ impl Fit {
         let c = y.ncols();
         let nc = (n * c) as f64;
         let mean_diag = k.diagonal().mean();
-        let mut best: Option<(f64, f64, Cholesky<f64, Dyn>, DMatrix<f64>, f64)> = None;
+        // (eps_rel, log marginal likelihood, factor, alpha, q) of the best candidate so far.
+        type Best = (f64, f64, Cholesky<f64, Dyn>, DMatrix<f64>, f64);
+        let mut best: Option<Best> = None;
         let mut candidates = Vec::new();
         for &rel in eps_grid {
             let Some(ch) = cholesky(k, rel * mean_diag) else {
@@ -140,10 +143,7 @@ impl Fit {
 
     /// The inverse-gamma posterior `(a + nC/2, b + q/2)` from the prior `(a, b)`.
     pub fn inv_gamma_posterior(&self, a: f64, b: f64) -> (f64, f64) {
-        (
-            a + 0.5 * (self.n * self.outputs) as f64,
-            b + 0.5 * self.q,
-        )
+        (a + 0.5 * (self.n * self.outputs) as f64, b + 0.5 * self.q)
     }
 
     /// Predictive means (m x C) and the unscaled predictive variances

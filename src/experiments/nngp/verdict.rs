@@ -80,9 +80,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             arms.push(r.arm.clone());
         }
     }
-    let first_arm = |f: &dyn Fn(&FinishedRun) -> bool| {
-        ok.iter().find(|r| f(r)).map(|r| r.arm.clone())
-    };
+    let first_arm =
+        |f: &dyn Fn(&FinishedRun) -> bool| ok.iter().find(|r| f(r)).map(|r| r.arm.clone());
     let base_arm = first_arm(&|r| prior(r) == "ml2");
     let sm_arm = ok
         .iter()
@@ -90,10 +89,19 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         .map(|r| r.arm.clone())
         .or_else(|| first_arm(&|r| prior(r) == "inverse-gamma" && r.params.bool("heavy_tails")))
         .or_else(|| first_arm(&|r| prior(r) == "inverse-gamma"));
-    let base = base_arm.as_deref().map(|a| by_seed(&ok, a)).unwrap_or_default();
-    let sm = sm_arm.as_deref().map(|a| by_seed(&ok, a)).unwrap_or_default();
-    let sm_name = sm_arm.clone().unwrap_or_else(|| "(no inverse-gamma arm)".into());
-    let header = format!(
+    let base = base_arm
+        .as_deref()
+        .map(|a| by_seed(&ok, a))
+        .unwrap_or_default();
+    let sm = sm_arm
+        .as_deref()
+        .map(|a| by_seed(&ok, a))
+        .unwrap_or_default();
+    let sm_name = sm_arm
+        .clone()
+        .unwrap_or_else(|| "(no inverse-gamma arm)".into());
+    let header =
+        format!(
         "at n = {n}: claim arm {sm_name}{}, baseline {} (NLL per output, mean +- s.e. over seeds)",
         sm.values()
             .next()
@@ -206,7 +214,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     .informational();
     for arm in arms.iter().filter(|a| Some(*a) != base_arm.as_ref()) {
         let rs = by_seed(&ok, arm);
-        let s2: Vec<f64> = rs.values().map(|r| r.value(&format!("scale2_n{n}"))).collect();
+        let s2: Vec<f64> = rs
+            .values()
+            .map(|r| r.value(&format!("scale2_n{n}")))
+            .collect();
         let line = SETS
             .iter()
             .map(|set| {
@@ -257,7 +268,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     let mut sizes: Vec<usize> = super::SIZES
         .iter()
         .copied()
-        .filter(|s| sm.values().any(|r| r.value(&format!("nll_clean_n{s}")).is_finite()))
+        .filter(|s| {
+            sm.values()
+                .any(|r| r.value(&format!("nll_clean_n{s}")).is_finite())
+        })
         .collect();
     sizes.dedup();
     for set in ["heldout", "flip"] {
