@@ -10,6 +10,7 @@ pub mod elr;
 pub mod ftwt;
 pub mod memo;
 pub mod msbreg;
+pub mod nngp;
 pub mod node;
 pub mod oomd;
 pub mod profile;
@@ -91,6 +92,7 @@ static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
+static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -108,6 +110,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SSO,
         &RANDOM_TEACHERS,
         &MSBREG,
+        &SM_NNGP,
     ]
 }
 
