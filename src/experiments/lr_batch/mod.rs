@@ -67,7 +67,13 @@ impl Experiment for LrBatchRmt {
                 "what the run measures per batch size: batch Hessian and Gauss-Newton lambda_max, \
                  or the largest stable SGD / Adam learning rate",
             ),
-            ParamSpec::int("width", 32, 1, 4096, "hidden width of the tanh MLP 64-width-10"),
+            ParamSpec::int(
+                "width",
+                32,
+                1,
+                4096,
+                "hidden width of the tanh MLP 64-width-10",
+            ),
             ParamSpec::int(
                 "n_train",
                 1024,
@@ -89,7 +95,13 @@ impl Experiment for LrBatchRmt {
                 100_000,
                 "full-batch gradient steps from the initialization to w_warm",
             ),
-            ParamSpec::float("warm_lr", 0.1, 1e-6, 100.0, "learning rate of the warm start"),
+            ParamSpec::float(
+                "warm_lr",
+                0.1,
+                1e-6,
+                100.0,
+                "learning rate of the warm start",
+            ),
             ParamSpec::int(
                 "b_max",
                 256,
@@ -146,7 +158,13 @@ impl Experiment for LrBatchRmt {
                 100_000,
                 "steps between the full-batch loss checks of a trial",
             ),
-            ParamSpec::float("sgd_start_log2", -10.0, -60.0, 20.0, "first SGD trial: 2^this"),
+            ParamSpec::float(
+                "sgd_start_log2",
+                -10.0,
+                -60.0,
+                20.0,
+                "first SGD trial: 2^this",
+            ),
             ParamSpec::float(
                 "adam_start_log2",
                 -16.0,
@@ -621,9 +639,13 @@ impl<D: Device<f64>> Net<D> {
         let store = &mut self.store;
         let mut grad = |s: &ParamStore<f64, D>| loss_and_grad(mlp, s, &xb, &yb).1;
         let mut hvp = |v: &ParamVec<f64, D>| fd_hvp(store, &mut grad, v, h);
-        let hess = lanczos(&space, &mut hvp, steps, LANCZOS_TOL, rng).top().value;
+        let hess = lanczos(&space, &mut hvp, steps, LANCZOS_TOL, rng)
+            .top()
+            .value;
         let mut gvp = |v: &ParamVec<f64, D>| gn_product(mlp, store, &xb, v, h);
-        let gn = lanczos(&space, &mut gvp, steps, LANCZOS_TOL, rng).top().value;
+        let gn = lanczos(&space, &mut gvp, steps, LANCZOS_TOL, rng)
+            .top()
+            .value;
         (hess, gn)
     }
 
@@ -822,12 +844,17 @@ fn run_on<D: Device<f64>>(
                     res.batches.push((b, idx));
                 }
                 let (m, se) = crate::verdict::mean_se(&hs);
-                (m, if se.is_nan() { 0.0 } else { se }, gs.iter().sum::<f64>() / gs.len() as f64)
+                (
+                    m,
+                    if se.is_nan() { 0.0 } else { se },
+                    gs.iter().sum::<f64>() / gs.len() as f64,
+                )
             };
             res.lambda_h.insert(b, (lh, se));
             res.lambda_gn.insert(b, lg);
             let inv = 1.0 / b as f64 - 1.0 / n as f64;
-            let two: Vec<(usize, f64)> = res.lambda_h.iter().map(|(b, v)| (*b, 2.0 / v.0)).collect();
+            let two: Vec<(usize, f64)> =
+                res.lambda_h.iter().map(|(b, v)| (*b, 2.0 / v.0)).collect();
             exponent = log_slope(&two, s_max).0;
             let first = res.lambda_h.values().next().map(|v| v.0).unwrap_or(lh);
             let inv0 = 1.0 / b0 - 1.0 / n as f64;
@@ -889,17 +916,26 @@ fn run_on<D: Device<f64>>(
                 let ok = net.trial(rule, x.exp2(), b.min(n), full, &s);
                 ctx.record(
                     b as u64,
-                    &[("trial_lr", x.exp2()), ("trial_ok", f64::from(u8::from(ok)))],
+                    &[
+                        ("trial_lr", x.exp2()),
+                        ("trial_ok", f64::from(u8::from(ok))),
+                    ],
                 );
                 ok
             });
             stop(ctx, b)?;
             let lr = found.log2_lr.exp2();
             if found.capped {
-                ctx.log(format!("B = {b}: the search reached the cap 2^{}", s.cap_log2));
+                ctx.log(format!(
+                    "B = {b}: the search reached the cap 2^{}",
+                    s.cap_log2
+                ));
             }
             if found.below_range {
-                ctx.log(format!("B = {b}: even the first trial 2^{} was unstable", s.start_log2));
+                ctx.log(format!(
+                    "B = {b}: even the first trial 2^{} was unstable",
+                    s.start_log2
+                ));
             }
             res.max_lr.insert(b, found);
             let pts: Vec<(usize, f64)> = res
@@ -983,7 +1019,11 @@ fn write_artifacts<D: Device<f64>>(
         NamedTensor::new("y_test", &[t], labels(&data.y_test)),
     ];
     let sizes: Vec<f64> = batch_sizes(p).iter().map(|&b| b as f64).collect();
-    tensors.push(NamedTensor::new("batch_sizes", &[sizes.len()], sizes.clone()));
+    tensors.push(NamedTensor::new(
+        "batch_sizes",
+        &[sizes.len()],
+        sizes.clone(),
+    ));
     if !res.lambda_h.is_empty() {
         let col = |f: &dyn Fn(usize) -> f64| sizes.iter().map(|&b| f(b as usize)).collect();
         tensors.push(NamedTensor::new(

@@ -184,7 +184,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let n = r.value("n_train") as usize;
         let pts = series(r, "lambda_h_b");
         let Some(ln) = pts.iter().find(|p| p.0 == n).map(|p| p.1) else {
-            c1.note(format!("{}: no full-data point (B = N), left out", r.label()));
+            c1.note(format!(
+                "{}: no full-data point (B = N), left out",
+                r.label()
+            ));
             continue;
         };
         let (bs, ls): (Vec<f64>, Vec<f64>) = pts.iter().map(|(b, l)| (*b as f64, *l)).unzip();
@@ -262,7 +265,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             .filter(|s| s.is_finite())
             .collect();
         if !ws.is_empty() {
-            c2.note(format!("(width {w}, not judged) excess slope {}", stat(&ws)));
+            c2.note(format!(
+                "(width {w}, not judged) excess slope {}",
+                stat(&ws)
+            ));
             c2.number("excess_slope_wide", mean_se(&ws).0);
         }
     }
