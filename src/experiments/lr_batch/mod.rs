@@ -428,15 +428,14 @@ impl Data {
         let rows = split.n_train();
         let mut mean = [0.0f64; DIGIT_PIXELS];
         let mut sd = [0.0f64; DIGIT_PIXELS];
-        for i in 0..rows {
-            for j in 0..DIGIT_PIXELS {
-                mean[j] += split.x_train[i * DIGIT_PIXELS + j] as f64 / rows as f64;
+        for row in split.x_train.chunks(DIGIT_PIXELS) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64 / rows as f64;
             }
         }
-        for i in 0..rows {
-            for j in 0..DIGIT_PIXELS {
-                let d = split.x_train[i * DIGIT_PIXELS + j] as f64 - mean[j];
-                sd[j] += d * d / rows as f64;
+        for row in split.x_train.chunks(DIGIT_PIXELS) {
+            for ((s, m), &v) in sd.iter_mut().zip(&mean).zip(row) {
+                *s += (v as f64 - m).powi(2) / rows as f64;
             }
         }
         let scale = |x: &[f32]| -> Vec<f64> {
