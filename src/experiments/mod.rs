@@ -8,6 +8,7 @@ pub mod diffusion;
 pub mod driver;
 pub mod elr;
 pub mod ftwt;
+pub mod lr_batch;
 pub mod memo;
 pub mod msbreg;
 pub mod nngp;
@@ -91,6 +92,7 @@ static SARA: sara::Sara = sara::Sara;
 static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
+static LR_BATCH: lr_batch::LrBatchRmt = lr_batch::LrBatchRmt;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 
@@ -111,6 +113,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &RANDOM_TEACHERS,
         &MSBREG,
         &SM_NNGP,
+        &LR_BATCH,
     ]
 }
 
