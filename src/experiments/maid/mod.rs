@@ -106,17 +106,27 @@ impl Experiment for MaidBilevel {
 
     fn metrics(&self) -> Vec<MetricSpec> {
         vec![
-            MetricSpec::new("upper_loss", "upper loss g (validation CE) at the accepted iterate")
-                .unit("nats, x = lower-level cost")
-                .log()
-                .reference("upper_loss_best"),
+            MetricSpec::new(
+                "upper_loss",
+                "upper loss g (validation CE) at the accepted iterate",
+            )
+            .unit("nats, x = lower-level cost")
+            .log()
+            .reference("upper_loss_best"),
             MetricSpec::new("upper_loss_best", "lowest upper loss so far").log(),
             MetricSpec::new("eps", "lower-level accuracy eps").log(),
             MetricSpec::new("delta", "CG residual delta").log(),
             MetricSpec::new("step", "accepted upper step").log(),
-            MetricSpec::new("omega_over_p", "error bound / |p| (MAID keeps it <= 1 - eta)").log(),
+            MetricSpec::new(
+                "omega_over_p",
+                "error bound / |p| (MAID keeps it <= 1 - eta)",
+            )
+            .log(),
             MetricSpec::new("test_acc", "test accuracy at the accepted iterate").unit("fraction"),
-            MetricSpec::new("ll_cost_per_outer", "lower-level work of the last outer iteration"),
+            MetricSpec::new(
+                "ll_cost_per_outer",
+                "lower-level work of the last outer iteration",
+            ),
             MetricSpec::new("ll_cost", "cumulative lower-level work"),
             MetricSpec::new("outer_iters", "outer iterations"),
             MetricSpec::new("p_norm", "|p|, the inexact hypergradient's norm").log(),
@@ -153,13 +163,14 @@ impl Experiment for MaidBilevel {
             preset: "maid-bilevel",
             arms: &[
                 "maid",
+                "maid-eps1e-3",
                 "hoag-geometric",
                 "hoag-quadratic",
                 "hoag-cubic",
                 "fixed-1e-4",
             ],
             seeds: &[0, 1],
-            overrides: &[("steps", "3000"), ("log_every", "100")],
+            overrides: &[("steps", "8000"), ("log_every", "100")],
         }
     }
 
@@ -339,7 +350,11 @@ impl Trainer for MaidRun {
                 row_major(w),
             ));
         }
-        let (n, v, t) = (o.prob.y_train.len(), o.prob.y_val.len(), o.prob.y_test.len());
+        let (n, v, t) = (
+            o.prob.y_train.len(),
+            o.prob.y_val.len(),
+            o.prob.y_test.len(),
+        );
         let data = vec![
             NamedTensor::new("x_train", &[n, FEATURES], row_major(&o.prob.x_train)),
             NamedTensor::new("y_train", &[n], labels(&o.prob.y_train)),
@@ -358,12 +373,7 @@ impl Trainer for MaidRun {
              |grad h| / min exp(theta) <= {EXACT_EPS:e} (upper_loss_exact = g(W_exact))\n\
              method {:?}: {} outer iterations, {} accepted steps, {} lower-level units (budget \
              {}), final eps {:.3e}\n",
-            o.method,
-            o.outer_iters,
-            o.accepted,
-            o.cost.used,
-            o.set.budget,
-            o.eps
+            o.method, o.outer_iters, o.accepted, o.cost.used, o.set.budget, o.eps
         );
         artifacts::write_run(dir, &params, &data, &text)
     }

@@ -40,7 +40,9 @@ pub fn level(k: usize) -> f64 {
 
 /// The first level index at or below `target`.
 pub fn level_at_or_below(target: f64) -> usize {
-    let mut k = ((target / LEVEL_TOP).ln() / LEVEL_RATIO.ln()).ceil().max(0.0) as usize;
+    let mut k = ((target / LEVEL_TOP).ln() / LEVEL_RATIO.ln())
+        .ceil()
+        .max(0.0) as usize;
     while k > 0 && level(k - 1) <= target {
         k -= 1;
     }
@@ -75,7 +77,9 @@ impl Schedule {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Method {
     /// MAID; `adaptive: false` freezes eps and delta (the line search stays).
-    Maid { adaptive: bool },
+    Maid {
+        adaptive: bool,
+    },
     Hoag(Schedule),
 }
 
@@ -252,15 +256,9 @@ impl Outer {
                 self.w = sol.w;
                 let (g0, gg0) = self.prob.upper(&self.w);
                 self.record_loss(g0);
-                let (q, _) = self.prob.cg(
-                    &self.w,
-                    &e,
-                    &gg0,
-                    &self.q,
-                    self.delta,
-                    MAX_SOLVE,
-                    &mut self.cost,
-                )?;
+                let (q, _) =
+                    self.prob
+                        .cg(&self.w, &e, &gg0, &self.q, self.delta, &mut self.cost)?;
                 self.q = q;
                 let p = self.prob.hypergradient(&self.w, &e, &self.q);
                 let pn = vnorm(&p);
@@ -370,15 +368,9 @@ impl Outer {
         }
         self.w = sol.w;
         self.record_loss(g);
-        let (q, _) = self.prob.cg(
-            &self.w,
-            &e,
-            &gg,
-            &self.q,
-            self.delta,
-            MAX_SOLVE,
-            &mut self.cost,
-        )?;
+        let (q, _) = self
+            .prob
+            .cg(&self.w, &e, &gg, &self.q, self.delta, &mut self.cost)?;
         self.q = q;
         let p = self.prob.hypergradient(&self.w, &e, &self.q);
         let pn = vnorm(&p);

@@ -113,6 +113,9 @@ pub fn norm(m: &DMatrix<f64>) -> f64 {
     m.norm()
 }
 
+/// Products at most per CG solve.
+pub const CG_MAX: u64 = 100_000;
+
 /// Lower-level work: FISTA gradients and CG Hessian products, one unit each, under a budget.
 #[derive(Clone, Copy, Debug)]
 pub struct Cost {
@@ -290,7 +293,7 @@ impl Bilevel {
     }
 
     /// Conjugate gradients on `grad_WW h(w) q = b` from `q0` until the residual is at most
-    /// `tol`; returns `q` and the products spent.
+    /// `tol` (at most `CG_MAX` products); returns `q` and the products spent.
     pub fn cg(
         &self,
         w: &DMatrix<f64>,
@@ -298,9 +301,9 @@ impl Bilevel {
         b: &DMatrix<f64>,
         q0: &DMatrix<f64>,
         tol: f64,
-        max_iters: u64,
         cost: &mut Cost,
     ) -> Result<(DMatrix<f64>, u64), OutOfBudget> {
+        let max_iters = CG_MAX;
         let p_train = probabilities(&self.x_train, w);
         let mut q = q0.clone();
         let mut iters = 0;
@@ -365,11 +368,12 @@ impl Bilevel {
             return Err(OutOfBudget);
         }
         let da_q = (ce_hvp(&self.x_train, &self.xt_train, &pp, q)
-            - ce_hvp(&self.x_train, &self.xt_train, &pm, q)) / (2.0 * t);
+            - ce_hvp(&self.x_train, &self.xt_train, &pm, q))
+            / (2.0 * t);
         let rhs = self.upper_hvp(w, u) - da_q;
         let zero = DMatrix::zeros(w.nrows(), w.ncols());
         let tol = 0.1 * rhs.norm();
-        let (dq, _) = self.cg(w, e, &rhs, &zero, tol, 10_000, cost)?;
+        let (dq, _) = self.cg(w, e, &rhs, &zero, tol, cost)?;
         let dp: Vec<f64> = (0..w.nrows())
             .map(|j| -e[j] * (u.row(j).dot(&q.row(j)) + w.row(j).dot(&dq.row(j))))
             .collect();
