@@ -9,6 +9,7 @@ pub mod driver;
 pub mod elr;
 pub mod ftwt;
 pub mod lr_batch;
+pub mod maid;
 pub mod memo;
 pub mod msbreg;
 pub mod nngp;
@@ -93,6 +94,7 @@ static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static LR_BATCH: lr_batch::LrBatchRmt = lr_batch::LrBatchRmt;
+static MAID: maid::MaidBilevel = maid::MaidBilevel;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 
@@ -114,6 +116,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &MSBREG,
         &SM_NNGP,
         &LR_BATCH,
+        &MAID,
     ]
 }
 
