@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod compander;
 pub mod driver;
 pub mod elr;
+pub mod fbm;
 pub mod ftwt;
 pub mod msbreg;
 pub mod node;
@@ -88,6 +89,7 @@ static SARA: sara::Sara = sara::Sara;
 static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
+static FBM: fbm::FbmSdeVi = fbm::FbmSdeVi;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 
 /// Every experiment compiled in.
@@ -106,6 +108,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SSO,
         &RANDOM_TEACHERS,
         &MSBREG,
+        &FBM,
     ]
 }
 
