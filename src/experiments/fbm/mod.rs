@@ -68,15 +68,22 @@ impl Experiment for FbmSdeVi {
             ),
             ParamSpec::int("log_every", 10, 1, 1_000_000, "steps between measurements"),
             ParamSpec::int("em_steps", 200, 10, 10_000, "vi: Euler-Maruyama steps over [0, t_end]"),
-            ParamSpec::int("samples", 16, 1, 1024, "vi: sampled posterior paths per data path"),
+            ParamSpec::int("samples", 8, 1, 1024, "vi: sampled posterior paths per data path"),
             ParamSpec::int("hidden", 64, 1, 4096, "vi: control MLP width (2 tanh layers)"),
-            ParamSpec::float("lr", 1e-3, 0.0, 10.0, "vi: Adam learning rate of the control"),
+            ParamSpec::float("lr", 1e-2, 0.0, 10.0, "vi: Adam learning rate of the control"),
             ParamSpec::float(
                 "model_lr",
                 0.02,
                 0.0,
                 10.0,
                 "vi: Adam learning rate of logit H, log theta, log sigma (0: fixed at the start)",
+            ),
+            ParamSpec::int(
+                "warmup",
+                100,
+                0,
+                1_000_000,
+                "vi: steps in which only the control learns (the model held at its start)",
             ),
             ParamSpec::float("h_start", 0.5, 0.02, 0.98, "vi: initial H"),
         ]
@@ -133,14 +140,18 @@ impl Experiment for FbmSdeVi {
             arms: &[
                 "ma-exact-h0.2",
                 "ma-exact-h0.5",
-                "ma-exact-h0.8",
                 "bm-ou-h0.2",
                 "bm-ou-h0.5",
-                "bm-ou-h0.8",
                 "ma-vi-h0.2",
             ],
             seeds: &[0, 1],
-            overrides: &[("grid", "500"), ("em_steps", "100"), ("samples", "4")],
+            overrides: &[
+                ("grid", "500"),
+                ("em_steps", "100"),
+                ("samples", "2"),
+                ("steps", "120"),
+                ("warmup", "40"),
+            ],
         }
     }
 

@@ -6,8 +6,8 @@
 //!
 //! with one shared Brownian increment per step, X(0) = 0 and Y(0) from its stationary law.
 //! The control is an MLP of (sin t, cos t, the next two observations of the path, the time to
-//! the next one) and the state (X, Y): 2 x `hidden` tanh, last layer zero-initialised (u = 0:
-//! the prior). omega(H) needs the incomplete gamma, so it is computed on the host and fed as a
+//! the next one), the state (X, Y) and `r = (y_next - X) / tau`: 2 x `hidden` tanh, last layer
+//! zero-initialised, plus a linear skip `c r` (c = 0 at the start: u = 0, the prior). omega(H) needs the incomplete gamma, so it is computed on the host and fed as a
 //! tensor; the H gradient is chained on the host, `dL/dH = <dL/d omega, d omega/dH>`. H, theta,
 //! sigma (as logit H, log theta, log sigma) take host Adam steps of `model_lr`; the control
 //! takes the project's Adam with `lr`.
@@ -37,6 +37,8 @@ struct Ids {
     w1c: ParamId,
     w1x: ParamId,
     w1y: ParamId,
+    w1r: ParamId,
+    skip: ParamId,
     b1: ParamId,
     w2: ParamId,
     b2: ParamId,
@@ -67,7 +69,9 @@ pub struct ViRun<D: Device<f32>> {
     m: [f64; 3],
     v: [f64; 3],
     t: i32,
+    steps_done: i32,
     model_lr: f64,
+    warmup: i32,
     em_steps: usize,
     samples: usize,
     hidden: usize,
@@ -94,11 +98,13 @@ impl<D: Device<f32>> ViRun<D> {
             let b = 1.0 / (fan_in as f32).sqrt();
             (0..n).map(|_| rng.gen_range(-b..b)).collect()
         };
-        let fan1 = KNOWN + 1 + k;
+        let fan1 = KNOWN + 2 + k;
         let ids = Ids {
             w1c: store.add("control.0.weight_known", &[KNOWN, hidden], uniform(KNOWN * hidden, fan1, &mut rng)),
             w1x: store.add("control.0.weight_x", &[1, hidden], uniform(hidden, fan1, &mut rng)),
             w1y: store.add("control.0.weight_y", &[k, hidden], uniform(k * hidden, fan1, &mut rng)),
+            w1r: store.add("control.0.weight_r", &[1, hidden], uniform(hidden, fan1, &mut rng)),
+            skip: store.add("control.skip", &[1, 1], vec![0.0]),
             b1: store.add("control.0.bias", &[hidden], uniform(hidden, fan1, &mut rng)),
             w2: store.add("control.1.weight", &[hidden, hidden], uniform(hidden * hidden, hidden, &mut rng)),
             b2: store.add("control.1.bias", &[hidden], uniform(hidden, hidden, &mut rng)),
@@ -164,7 +170,9 @@ impl<D: Device<f32>> ViRun<D> {
             m: [0.0; 3],
             v: [0.0; 3],
             t: 0,
+            steps_done: 0,
             model_lr: p.f64("model_lr"),
+            warmup: p.usize("warmup") as i32,
             em_steps,
             samples,
             hidden,
@@ -234,16 +242,23 @@ impl<D: Device<f32>> ViRun<D> {
         let mut kl: Option<Taped<(), f32, D>> = None;
         let sd = dt.sqrt() as f32;
         for n in 0..self.em_steps {
+            // r = (y_next - x) / tau: what the posterior has to cover before the next
+            // observation (tau in observation intervals).
+            let j = n / self.ratio;
+            let inv_tau = self.ratio as f32 / ((j + 1) * self.ratio - n) as f32;
+            let r = (x.with_empty_tape().negate() + self.obs[j].clone()) * inv_tau;
             let h1 = self.feats[n]
                 .retaped::<OwnedTape<f32, D>>()
                 .matmul(s.matrix(ids.w1c))
                 + x.with_empty_tape().matmul(s.matrix(ids.w1x))
                 + y.with_empty_tape().matmul(s.matrix(ids.w1y))
+                + r.with_empty_tape().matmul(s.matrix(ids.w1r))
                 + s.vector(ids.b1).broadcast_like::<_, Axis<0>>(&(b, hd));
             let h2 = h1.tanh().matmul(s.matrix(ids.w2))
                 + s.vector(ids.b2).broadcast_like::<_, Axis<0>>(&(b, hd));
             let u = h2.tanh().matmul(s.matrix(ids.w3))
-                + s.vector(ids.b3).broadcast_like::<_, Axis<0>>(&(b, 1usize));
+                + s.vector(ids.b3).broadcast_like::<_, Axis<0>>(&(b, 1usize))
+                + r.matmul(s.matrix(ids.skip));
             let u = u.reshape_like(&(b,));
             let kl_n = u.with_empty_tape().square().sum::<(), _>();
             kl = Some(match kl {
@@ -282,8 +297,12 @@ impl<D: Device<f32>> ViRun<D> {
         let (sqs, kls) = (sq_v.download()[0] as f64, kl_v.download()[0] as f64);
         let count = (b * self.obs.len()) as f64;
         let r = self.space.r;
+        // The state chains carry the operations of every step on their own tapes (the copies
+        // above were taken with empty ones): merged in with weight zero, they replay them.
+        let chains = x.sum::<(), _>() + y.sum::<(), _>();
         let loss = sq_v.put_tape(sq_tape) * (0.5 / (r * count)) as f32
-            + kl_v.put_tape(kl_tape) * (0.5 * dt / count) as f32;
+            + kl_v.put_tape(kl_tape) * (0.5 * dt / count) as f32
+            + chains * 0.0;
         let kl_total = 0.5 * dt * kls;
         let elbo = (-0.5 * sqs / r - kl_total) / count - 0.5 * (2.0 * std::f64::consts::PI * r).ln();
         let loss_v = 0.5 * sqs / (r * count) + kl_total / count;
@@ -343,7 +362,7 @@ impl<D: Device<f32>> Trainer for ViRun<D> {
             self.theta(),
             self.sigma(),
         );
-        if self.t > 0 {
+        if self.steps_done > 0 {
             values.push(("elbo", self.last.elbo));
             values.push(("kl_path", self.last.kl_path));
         }
@@ -357,7 +376,12 @@ impl<D: Device<f32>> Trainer for ViRun<D> {
         self.adam
             .step(&mut self.store, &mut grads)
             .map_err(|e| RunStop::Failed(format!("optimizer update: {e:?}")))?;
-        // Host Adam on (logit H, log theta, log sigma).
+        // Host Adam on (logit H, log theta, log sigma), after the control's warm-up.
+        self.steps_done += 1;
+        if self.steps_done <= self.warmup {
+            self.last = parts;
+            return Ok(parts.loss);
+        }
         self.t += 1;
         let (b1, b2) = (0.9f64, 0.999f64);
         for i in 0..3 {
@@ -412,8 +436,9 @@ impl<D: Device<f32>> Trainer for ViRun<D> {
         );
         text.push_str(&format!(
             "variational: Euler-Maruyama with {} steps of {}, {} sampled paths per data path; \
-             control u = W3 tanh(W2 tanh(W1 [sin t, cos t, y_next, y_next2, tau, x, y_1..y_K] + \
-             b1) + b2) + b3 (control.*: weight_known, weight_x, weight_y are the rows of W1); \
+             control u = W3 tanh(W2 tanh(W1 [sin t, cos t, y_next, y_next2, tau, x, y_1..y_K, r] \
+             + b1) + b2) + b3 + skip r, r = (y_next - x) / tau (control.*: weight_known, \
+             weight_x, weight_y, weight_r are the rows of W1); \
              last ELBO per observation {:.6}\n",
             self.em_steps, self.dt, self.samples, self.last.elbo
         ));
