@@ -27,11 +27,17 @@ fn gamma_functions_match_closed_forms() {
     assert!((ln_gamma(1.7) - 0.908_638_732_853_290_2f64.ln()).abs() < 1e-12);
     for &x in &[0.1, 0.8, 1.9, 3.0, 12.0, 60.0] {
         // Q(1, x) = e^{-x}; Q(a + 1, x) = Q(a, x) + x^a e^{-x} / Gamma(a + 1).
-        assert!((upper_gamma_q(1.0, x) / (-x as f64).exp() - 1.0).abs() < 1e-12, "{x}");
+        assert!(
+            (upper_gamma_q(1.0, x) / (-x as f64).exp() - 1.0).abs() < 1e-12,
+            "{x}"
+        );
         for &a in &[0.6, 0.85, 1.2] {
             let lhs = upper_gamma_q(a + 1.0, x);
             let rhs = upper_gamma_q(a, x) + (a * x.ln() - x - ln_gamma(a + 1.0)).exp();
-            assert!((lhs / rhs - 1.0).abs() < 1e-10, "a {a}, x {x}: {lhs} vs {rhs}");
+            assert!(
+                (lhs / rhs - 1.0).abs() < 1e-10,
+                "a {a}, x {x}: {lhs} vs {rhs}"
+            );
         }
     }
 }
@@ -96,7 +102,10 @@ fn van_loan_matches_the_ou_closed_form_and_kalman_matches_the_dense_likelihood()
         let (f, q) = m.discretise(dt);
         let kalman = m.loglik_path(&f, &q, &ys);
         let dense = m.loglik_dense(&ys, dt);
-        assert!((kalman - dense).abs() < 1e-7 * dense.abs().max(1.0), "K {k}: {kalman} vs {dense}");
+        assert!(
+            (kalman - dense).abs() < 1e-7 * dense.abs().max(1.0),
+            "K {k}: {kalman} vs {dense}"
+        );
     }
 }
 
@@ -159,12 +168,20 @@ async fn quick_launch(extra: &[(&str, &str)]) -> (reglab::verdict::Verdict, Stri
 async fn on_the_quick_profile_h_is_recovered_and_fbm_beats_bm() {
     let (v, text) = quick_launch(&[]).await;
     for id in ["1", "2"] {
-        assert_eq!(v.check(id).unwrap().outcome, Outcome::Holds, "({id}) {text}");
+        assert_eq!(
+            v.check(id).unwrap().outcome,
+            Outcome::Holds,
+            "({id}) {text}"
+        );
     }
     let n = &v.check("2").unwrap().numbers;
     assert!(n["h0.2.gain"] > 0.005, "{text}");
     // The variational arm reports its numbers (it decides check 3 either way).
-    assert_ne!(v.check("3").unwrap().outcome, Outcome::Inconclusive, "{text}");
+    assert_ne!(
+        v.check("3").unwrap().outcome,
+        Outcome::Inconclusive,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,7 +168,13 @@ pub fn fbm_cov(h: f64, s: f64, t: f64) -> f64 {
 
 /// Exact fBM on `t_i = i * t_end / n`, i = 1..n (B(0) = 0), `paths` of them: the lower
 /// Cholesky factor of the covariance times standard normals.
-pub fn fbm_paths(h: f64, n: usize, t_end: f64, paths: usize, rng: &mut impl rand::Rng) -> Vec<Vec<f64>> {
+pub fn fbm_paths(
+    h: f64,
+    n: usize,
+    t_end: f64,
+    paths: usize,
+    rng: &mut impl rand::Rng,
+) -> Vec<Vec<f64>> {
     use rand_distr::{Distribution, StandardNormal};
     let ts: Vec<f64> = (1..=n).map(|i| t_end * i as f64 / n as f64).collect();
     let cov = DMatrix::from_fn(n, n, |i, j| fbm_cov(h, ts[i], ts[j]));
@@ -244,7 +250,8 @@ impl StateModel {
         let b = self.diffusion();
         let mut m = DMatrix::zeros(2 * n, 2 * n);
         m.view_mut((0, 0), (n, n)).copy_from(&(-&a * dt));
-        m.view_mut((0, n), (n, n)).copy_from(&(&b * b.transpose() * dt));
+        m.view_mut((0, n), (n, n))
+            .copy_from(&(&b * b.transpose() * dt));
         m.view_mut((n, n), (n, n)).copy_from(&(a.transpose() * dt));
         let e = m.exp();
         let f = e.view((n, n), (n, n)).transpose();
@@ -393,7 +400,11 @@ impl NelderMead {
             } else {
                 let best = self.simplex[0].0.clone();
                 for p in self.simplex.iter_mut().skip(1) {
-                    let x: Vec<f64> = best.iter().zip(&p.0).map(|(b, v)| b + 0.5 * (v - b)).collect();
+                    let x: Vec<f64> = best
+                        .iter()
+                        .zip(&p.0)
+                        .map(|(b, v)| b + 0.5 * (v - b))
+                        .collect();
                     let v = eval(&x, &mut self.evaluations);
                     *p = (x, v);
                 }

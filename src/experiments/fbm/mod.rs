@@ -52,13 +52,49 @@ impl Experiment for FbmSdeVi {
             ParamSpec::float("hurst", 0.2, 0.02, 0.98, "true Hurst index of the data"),
             ParamSpec::float("theta_true", 0.5, 0.0, 100.0, "data: mean reversion"),
             ParamSpec::float("sigma_true", 1.0, 1e-3, 100.0, "data: noise scale"),
-            ParamSpec::float("obs_noise", 0.05, 1e-4, 10.0, "observation noise sd (known)"),
-            ParamSpec::int("grid", 1000, 20, 4000, "data: fBM grid points over [0, t_end]"),
+            ParamSpec::float(
+                "obs_noise",
+                0.05,
+                1e-4,
+                10.0,
+                "observation noise sd (known)",
+            ),
+            ParamSpec::int(
+                "grid",
+                1000,
+                20,
+                4000,
+                "data: fBM grid points over [0, t_end]",
+            ),
             ParamSpec::int("every", 10, 1, 1000, "data: observe every n-th grid point"),
-            ParamSpec::float("t_end", 5.0, 0.1, 100.0, "data horizon (and the omega horizon T)"),
-            ParamSpec::int("paths", 8, 1, 256, "training paths (and as many held-out ones)"),
-            ParamSpec::int("components", 5, 1, 20, "K: OU components of the approximation"),
-            ParamSpec::float("gamma_max", 20.0, 1.0001, 1e4, "largest OU speed (smallest 1/it)"),
+            ParamSpec::float(
+                "t_end",
+                5.0,
+                0.1,
+                100.0,
+                "data horizon (and the omega horizon T)",
+            ),
+            ParamSpec::int(
+                "paths",
+                8,
+                1,
+                256,
+                "training paths (and as many held-out ones)",
+            ),
+            ParamSpec::int(
+                "components",
+                5,
+                1,
+                20,
+                "K: OU components of the approximation",
+            ),
+            ParamSpec::float(
+                "gamma_max",
+                20.0,
+                1.0001,
+                1e4,
+                "largest OU speed (smallest 1/it)",
+            ),
             ParamSpec::int(
                 "steps",
                 360,
@@ -67,10 +103,34 @@ impl Experiment for FbmSdeVi {
                 "exact: Nelder-Mead iterations (split over the starts); vi: Adam steps",
             ),
             ParamSpec::int("log_every", 10, 1, 1_000_000, "steps between measurements"),
-            ParamSpec::int("em_steps", 200, 10, 10_000, "vi: Euler-Maruyama steps over [0, t_end]"),
-            ParamSpec::int("samples", 8, 1, 1024, "vi: sampled posterior paths per data path"),
-            ParamSpec::int("hidden", 64, 1, 4096, "vi: control MLP width (2 tanh layers)"),
-            ParamSpec::float("lr", 1e-2, 0.0, 10.0, "vi: Adam learning rate of the control"),
+            ParamSpec::int(
+                "em_steps",
+                200,
+                10,
+                10_000,
+                "vi: Euler-Maruyama steps over [0, t_end]",
+            ),
+            ParamSpec::int(
+                "samples",
+                4,
+                1,
+                1024,
+                "vi: sampled posterior paths per data path",
+            ),
+            ParamSpec::int(
+                "hidden",
+                64,
+                1,
+                4096,
+                "vi: control MLP width (2 tanh layers)",
+            ),
+            ParamSpec::float(
+                "lr",
+                1e-2,
+                0.0,
+                10.0,
+                "vi: Adam learning rate of the control",
+            ),
             ParamSpec::float(
                 "model_lr",
                 0.02,
@@ -97,9 +157,11 @@ impl Experiment for FbmSdeVi {
             MetricSpec::new("hurst_true", "true Hurst index"),
             MetricSpec::new("theta_hat", "estimated theta").reference("theta_true"),
             MetricSpec::new("theta_true", "true theta"),
-            MetricSpec::new("sigma_hat", "estimated sigma (MvN-normalised, not the data's)"),
-            MetricSpec::new("loglik", "exact training log-likelihood per observation")
-                .unit("nats"),
+            MetricSpec::new(
+                "sigma_hat",
+                "estimated sigma (MvN-normalised, not the data's)",
+            ),
+            MetricSpec::new("loglik", "exact training log-likelihood per observation").unit("nats"),
             MetricSpec::new("elbo", "ELBO per observation (vi)")
                 .unit("nats; reference: exact log-likelihood at the same parameters")
                 .reference("loglik"),
@@ -190,7 +252,10 @@ impl Experiment for FbmSdeVi {
         let b = (p.usize("paths") * p.usize("samples")) as f64;
         let tape = b * p.usize("em_steps") as f64 * (4.0 * p.usize("hidden") as f64 + 20.0) * 4.0;
         crate::engine::memory::Estimate::of(&[
-            (16.0 * g * g, format!("fBM covariance and its Cholesky factor (grid {g})")),
+            (
+                16.0 * g * g,
+                format!("fBM covariance and its Cholesky factor (grid {g})"),
+            ),
             (
                 tape,
                 format!("vi tape: {b} sampled paths x {} steps", p.usize("em_steps")),
@@ -421,7 +486,10 @@ fn fit_values(
         ("theta_true", data.theta),
         ("sigma_hat", sigma),
         ("loglik", model.loglik_per_obs(&data.train, data.dt_obs)),
-        ("heldout_ll", model.loglik_per_obs(&data.heldout, data.dt_obs)),
+        (
+            "heldout_ll",
+            model.loglik_per_obs(&data.heldout, data.dt_obs),
+        ),
     ];
     if space.fractional {
         for (t, name) in RATIO_TIMES {

@@ -104,7 +104,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let (mae, se) = mean_se(&errors);
         c1.case(
             mae <= MAE_TOL,
-            format!("mean absolute error {mae:.4} (se {se:.4}) over {} fits", errors.len()),
+            format!(
+                "mean absolute error {mae:.4} (se {se:.4}) over {} fits",
+                errors.len()
+            ),
         );
         c1.number("mae", mae);
     }
@@ -148,7 +151,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "H {h}: gain {} ({}; ma-exact {}, bm-ou {})",
                 stat(&gains),
-                if half { "must be within the margin" } else { "must exceed the margin" },
+                if half {
+                    "must be within the margin"
+                } else {
+                    "must exceed the margin"
+                },
                 stat(&ma),
                 stat(&bm)
             ),
@@ -197,7 +204,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             .collect();
         let (g, se) = mean_se(&gaps);
         let se = if se.is_nan() {
-            seeds.values().map(|r| r.value("elbo_se")).fold(0.0, f64::max)
+            seeds
+                .values()
+                .map(|r| r.value("elbo_se"))
+                .fold(0.0, f64::max)
         } else {
             se
         };
@@ -210,7 +220,16 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 stat(&seeds.values().map(|r| r.value("kl_path")).collect::<Vec<_>>())
             ),
         );
-        c3.number(format!("h{h}.vi_hurst"), mean_se(&seeds.values().map(|r| r.value("hurst_hat")).collect::<Vec<_>>()).0);
+        c3.number(
+            format!("h{h}.vi_hurst"),
+            mean_se(
+                &seeds
+                    .values()
+                    .map(|r| r.value("hurst_hat"))
+                    .collect::<Vec<_>>(),
+            )
+            .0,
+        );
         c3.number(format!("h{h}.elbo_gap"), g);
     }
     checks.push(c3.finish());

@@ -100,14 +100,38 @@ impl<D: Device<f32>> ViRun<D> {
         };
         let fan1 = KNOWN + 2 + k;
         let ids = Ids {
-            w1c: store.add("control.0.weight_known", &[KNOWN, hidden], uniform(KNOWN * hidden, fan1, &mut rng)),
-            w1x: store.add("control.0.weight_x", &[1, hidden], uniform(hidden, fan1, &mut rng)),
-            w1y: store.add("control.0.weight_y", &[k, hidden], uniform(k * hidden, fan1, &mut rng)),
-            w1r: store.add("control.0.weight_r", &[1, hidden], uniform(hidden, fan1, &mut rng)),
+            w1c: store.add(
+                "control.0.weight_known",
+                &[KNOWN, hidden],
+                uniform(KNOWN * hidden, fan1, &mut rng),
+            ),
+            w1x: store.add(
+                "control.0.weight_x",
+                &[1, hidden],
+                uniform(hidden, fan1, &mut rng),
+            ),
+            w1y: store.add(
+                "control.0.weight_y",
+                &[k, hidden],
+                uniform(k * hidden, fan1, &mut rng),
+            ),
+            w1r: store.add(
+                "control.0.weight_r",
+                &[1, hidden],
+                uniform(hidden, fan1, &mut rng),
+            ),
             skip: store.add("control.skip", &[1, 1], vec![0.0]),
             b1: store.add("control.0.bias", &[hidden], uniform(hidden, fan1, &mut rng)),
-            w2: store.add("control.1.weight", &[hidden, hidden], uniform(hidden * hidden, hidden, &mut rng)),
-            b2: store.add("control.1.bias", &[hidden], uniform(hidden, hidden, &mut rng)),
+            w2: store.add(
+                "control.1.weight",
+                &[hidden, hidden],
+                uniform(hidden * hidden, hidden, &mut rng),
+            ),
+            b2: store.add(
+                "control.1.bias",
+                &[hidden],
+                uniform(hidden, hidden, &mut rng),
+            ),
             w3: store.add("control.2.weight", &[hidden, 1], vec![0.0; hidden]),
             b3: store.add("control.2.bias", &[1], vec![0.0]),
             omega: store.add("omega", &[k, 1], vec![0.0; k]),
@@ -146,7 +170,9 @@ impl<D: Device<f32>> ViRun<D> {
             .collect();
         let obs = (0..m)
             .map(|j| {
-                let v = (0..b).map(|row| data.train[row_path(row)][j] as f32).collect();
+                let v = (0..b)
+                    .map(|row| data.train[row_path(row)][j] as f32)
+                    .collect();
                 dev.upload(v, (b, 1usize))
             })
             .collect();
@@ -156,7 +182,8 @@ impl<D: Device<f32>> ViRun<D> {
                 .collect(),
             (b, k),
         );
-        let cov0 = nalgebra::DMatrix::from_fn(k, k, |i, j| 1.0 / (space.gammas[i] + space.gammas[j]));
+        let cov0 =
+            nalgebra::DMatrix::from_fn(k, k, |i, j| 1.0 / (space.gammas[i] + space.gammas[j]));
         let chol0 = cov0.cholesky().expect("stationary covariance").unpack();
         let h0 = p.f64("h_start");
         let mut run = ViRun {
@@ -275,9 +302,7 @@ impl<D: Device<f32>> ViRun<D> {
             let incr = (u * dt as f32 + dw).broadcast_like::<_, Axis<1>>(&(b, k));
             let dy = incr - y.with_empty_tape() * self.gam.clone() * dt as f32;
             y = y + dy.with_empty_tape();
-            let dx = dy
-                .matmul(s.matrix(ids.omega))
-                .matmul(s.matrix(ids.sigma))
+            let dx = dy.matmul(s.matrix(ids.omega)).matmul(s.matrix(ids.sigma))
                 - x.with_empty_tape().matmul(s.matrix(ids.theta)) * dt as f32;
             x = x + dx;
             if (n + 1) % self.ratio == 0 {
@@ -304,7 +329,8 @@ impl<D: Device<f32>> ViRun<D> {
             + kl_v.put_tape(kl_tape) * (0.5 * dt / count) as f32
             + chains * 0.0;
         let kl_total = 0.5 * dt * kls;
-        let elbo = (-0.5 * sqs / r - kl_total) / count - 0.5 * (2.0 * std::f64::consts::PI * r).ln();
+        let elbo =
+            (-0.5 * sqs / r - kl_total) / count - 0.5 * (2.0 * std::f64::consts::PI * r).ln();
         let loss_v = 0.5 * sqs / (r * count) + kl_total / count;
         (
             loss,
@@ -340,11 +366,19 @@ impl<D: Device<f32>> ViRun<D> {
                 .map(f64::from)
                 .collect()
         };
-        let (go, gt, gs) = (get(self.ids.omega), get(self.ids.theta), get(self.ids.sigma));
+        let (go, gt, gs) = (
+            get(self.ids.omega),
+            get(self.ids.theta),
+            get(self.ids.sigma),
+        );
         let h = self.hurst();
         let dw = omega_dh(h, &self.space.gammas, self.space.t_end);
         let gh: f64 = go.iter().zip(&dw).map(|(a, b)| a * b).sum();
-        [gh * h * (1.0 - h), gt[0] * self.theta(), gs[0] * self.sigma()]
+        [
+            gh * h * (1.0 - h),
+            gt[0] * self.theta(),
+            gs[0] * self.sigma(),
+        ]
     }
 
     /// Reseeds the sampler (tests: common random numbers).
