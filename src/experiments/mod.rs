@@ -7,6 +7,7 @@ pub mod compander;
 pub mod diffusion;
 pub mod driver;
 pub mod elr;
+pub mod fbm;
 pub mod ftwt;
 pub mod lr_batch;
 pub mod maid;
@@ -95,6 +96,7 @@ static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static LR_BATCH: lr_batch::LrBatchRmt = lr_batch::LrBatchRmt;
 static MAID: maid::MaidBilevel = maid::MaidBilevel;
+static FBM: fbm::FbmSdeVi = fbm::FbmSdeVi;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 
@@ -117,6 +119,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SM_NNGP,
         &LR_BATCH,
         &MAID,
+        &FBM,
     ]
 }
 
