@@ -15,6 +15,7 @@ pub mod oomd;
 pub mod profile;
 pub mod pskd;
 pub mod random_teachers;
+pub mod reddiff;
 pub mod sae;
 pub mod sara;
 pub mod ssl;
@@ -91,6 +92,7 @@ static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
+static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -108,6 +110,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SSO,
         &RANDOM_TEACHERS,
         &MSBREG,
+        &RED_DIFF,
     ]
 }
 
