@@ -49,7 +49,9 @@ pub const QUICK_SWEEP: [usize; 3] = [10, 50, 250];
 /// The run's method from its parameters.
 pub fn method_of(p: &Params) -> Method {
     match p.text("method") {
-        "dps" => Method::Dps { zeta: p.f64("zeta") },
+        "dps" => Method::Dps {
+            zeta: p.f64("zeta"),
+        },
         "pinv" => Method::Pinv,
         _ => Method::RedDiff {
             lambda: p.f64("lambda"),
@@ -92,23 +94,111 @@ impl Experiment for RedDiff {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::choice("method", &["reddiff", "dps", "pinv"], "reddiff", "RED-diff (Adam on mu), DPS (guided DDPM sampling), or the pseudo-inverse A^+ y"),
-            ParamSpec::float("lambda", 0.25, 0.0, 1e3, "RED-diff: weight of the score term (grad_term_weight; 0: least squares, no prior)"),
-            ParamSpec::float("lr_scale", 125.0, 0.0, 1e6, "RED-diff: Adam step size clamp(lr_scale / K, lr_min, lr_max)"),
+            ParamSpec::choice(
+                "method",
+                &["reddiff", "dps", "pinv"],
+                "reddiff",
+                "RED-diff (Adam on mu), DPS (guided DDPM sampling), or the pseudo-inverse A^+ y",
+            ),
+            ParamSpec::float(
+                "lambda",
+                0.25,
+                0.0,
+                1e3,
+                "RED-diff: weight of the score term (grad_term_weight; 0: least squares, no prior)",
+            ),
+            ParamSpec::float(
+                "lr_scale",
+                125.0,
+                0.0,
+                1e6,
+                "RED-diff: Adam step size clamp(lr_scale / K, lr_min, lr_max)",
+            ),
             ParamSpec::float("lr_min", 0.1, 0.0, 10.0, "RED-diff: smallest step size"),
             ParamSpec::float("lr_max", 0.5, 0.0, 10.0, "RED-diff: largest step size"),
-            ParamSpec::float("sigma_x0", 1e-4, 0.0, 1.0, "RED-diff: std of the noise added to mu before diffusing it"),
-            ParamSpec::float("zeta", 1.0, 0.0, 100.0, "DPS: step size of the measurement-gradient correction"),
-            ParamSpec::float("sigma_y", 0.05, 0.0, 1.0, "measurement noise std on the [-1, 1] pixel scale"),
-            ParamSpec::choice("sweep", &["full", "quick"], "full", "budgets K: full 10, 25, 50, 100, 250, 1000; quick 10, 50, 250"),
-            ParamSpec::int("k_only", 0, 0, 1000, "a single budget K instead of the sweep (0: the sweep)"),
-            ParamSpec::int("test_images", 100, 1, 397, "held-out images restored per task"),
-            ParamSpec::int("diversity_images", 8, 0, 100, "images per task restored 3 more times for the diversity measurement"),
-            ParamSpec::int("picture_k", 25, 1, 1000, "the budget whose restorations the picture keeps"),
-            ParamSpec::int("prior_steps", 4000, 1, 10_000_000, "training steps of the diffusion prior"),
-            ParamSpec::int("prior_batch", 128, 1, 100_000, "batch of the prior's training"),
-            ParamSpec::float("prior_lr", 1e-3, 1e-9, 1.0, "Adam peak learning rate of the prior (cosine decay)"),
-            ParamSpec::int("log_every", 50, 1, 1_000_000_000, "denoiser evaluations between measurements"),
+            ParamSpec::float(
+                "sigma_x0",
+                1e-4,
+                0.0,
+                1.0,
+                "RED-diff: std of the noise added to mu before diffusing it",
+            ),
+            ParamSpec::float(
+                "zeta",
+                1.0,
+                0.0,
+                100.0,
+                "DPS: step size of the measurement-gradient correction",
+            ),
+            ParamSpec::float(
+                "sigma_y",
+                0.05,
+                0.0,
+                1.0,
+                "measurement noise std on the [-1, 1] pixel scale",
+            ),
+            ParamSpec::choice(
+                "sweep",
+                &["full", "quick"],
+                "full",
+                "budgets K: full 10, 25, 50, 100, 250, 1000; quick 10, 50, 250",
+            ),
+            ParamSpec::int(
+                "k_only",
+                0,
+                0,
+                1000,
+                "a single budget K instead of the sweep (0: the sweep)",
+            ),
+            ParamSpec::int(
+                "test_images",
+                100,
+                1,
+                397,
+                "held-out images restored per task",
+            ),
+            ParamSpec::int(
+                "diversity_images",
+                8,
+                0,
+                100,
+                "images per task restored 3 more times for the diversity measurement",
+            ),
+            ParamSpec::int(
+                "picture_k",
+                25,
+                1,
+                1000,
+                "the budget whose restorations the picture keeps",
+            ),
+            ParamSpec::int(
+                "prior_steps",
+                4000,
+                1,
+                10_000_000,
+                "training steps of the diffusion prior",
+            ),
+            ParamSpec::int(
+                "prior_batch",
+                128,
+                1,
+                100_000,
+                "batch of the prior's training",
+            ),
+            ParamSpec::float(
+                "prior_lr",
+                1e-3,
+                1e-9,
+                1.0,
+                "Adam peak learning rate of the prior (cosine decay)",
+            ),
+            ParamSpec::int(
+                "log_every",
+                50,
+                1,
+                1_000_000_000,
+                "denoiser evaluations between measurements",
+            ),
         ]
     }
 
@@ -128,8 +218,11 @@ impl Experiment for RedDiff {
                 .reference("psnr_pinv_sr2x"),
             MetricSpec::new("psnr_live", "PSNR of the current iterate (K in progress)").unit("dB"),
             MetricSpec::new("psnr_pinv", "PSNR of A^+ y, mean of the tasks").unit("dB"),
-            MetricSpec::new("psnr_pinv_inpaint_random", "PSNR of A^+ y, random inpainting")
-                .unit("dB"),
+            MetricSpec::new(
+                "psnr_pinv_inpaint_random",
+                "PSNR of A^+ y, random inpainting",
+            )
+            .unit("dB"),
             MetricSpec::new("psnr_pinv_inpaint_box", "PSNR of A^+ y, box inpainting").unit("dB"),
             MetricSpec::new("psnr_pinv_sr2x", "PSNR of A^+ y, 2x SR").unit("dB"),
             MetricSpec::new("nfe", "denoiser evaluations K (budget in progress)").unit("count"),
@@ -330,7 +423,8 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
     } else {
         (None, f64::NAN)
     };
-    let classifier = feature_classifier::<f32, D>(dev, &format!("{:?}", ctx.device), &digits, seed)?;
+    let classifier =
+        feature_classifier::<f32, D>(dev, &format!("{:?}", ctx.device), &digits, seed)?;
     let features = classifier.load::<f32, D>(dev);
     let schedule = NoiseSchedule::ddpm();
     let pinv: Vec<f32> = problems[..main]
@@ -449,12 +543,7 @@ impl<D: Device<f32>> SolveRun<D> {
                 / self.main as f64;
             let labels: Vec<usize> = main.iter().map(|q| self.labels[q.image]).collect();
             let acc = self.features.accuracy(&x_hat, &labels);
-            (
-                task_psnr(main, &x_hat),
-                meas,
-                acc,
-                self.diversity(&s.x0),
-            )
+            (task_psnr(main, &x_hat), meas, acc, self.diversity(&s.x0))
         };
         self.results.push(KResult {
             k: s.k,
@@ -499,10 +588,19 @@ impl<D: Device<f32>> SolveRun<D> {
 
     /// The picture: truth, observation, the current estimate, the restorations at `picture_k`.
     fn picture(&self) -> Picture {
-        let rows: Vec<usize> = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
-            .iter()
-            .map(|(t, i)| t * self.n + i.min(&(self.n - 1)))
-            .collect();
+        let rows: Vec<usize> = [
+            (0, 0),
+            (0, 1),
+            (0, 2),
+            (1, 0),
+            (1, 1),
+            (1, 2),
+            (2, 0),
+            (2, 1),
+        ]
+        .iter()
+        .map(|(t, i)| t * self.n + i.min(&(self.n - 1)))
+        .collect();
         let mut px = Vec::new();
         let mut captions = Vec::new();
         let at = |v: &[f32], r: usize| v[r * PIXELS..(r + 1) * PIXELS].to_vec();
@@ -680,7 +778,10 @@ impl<D: Device<f32>> Trainer for SolveRun<D> {
         let mut data = vec![NamedTensor::from_f32(
             "x_test",
             &[n, PIXELS],
-            &main[..n].iter().flat_map(|q| q.x.clone()).collect::<Vec<_>>(),
+            &main[..n]
+                .iter()
+                .flat_map(|q| q.x.clone())
+                .collect::<Vec<_>>(),
         )];
         for (t, key) in TASK_KEYS.iter().enumerate() {
             let rows = &main[t * n..(t + 1) * n];

@@ -142,13 +142,12 @@ pub fn observation_loss(p: &Problem, x0: &[f32]) -> f64 {
 /// observation term, exact) plus `weight (e - eps) / 64` (the score term with the network's
 /// Jacobian dropped; `weight = lambda sigma_t / alpha_t`).
 pub fn reddiff_gradient(p: &Problem, x0: &[f32], e: &[f32], eps: &[f32], weight: f64) -> Vec<f32> {
-    let r: Vec<f32> = p
-        .op
-        .apply(x0)
-        .iter()
-        .zip(&p.y)
-        .map(|(a, y)| (a - y) / p.y.len() as f32)
-        .collect();
+    let r: Vec<f32> =
+        p.op.apply(x0)
+            .iter()
+            .zip(&p.y)
+            .map(|(a, y)| (a - y) / p.y.len() as f32)
+            .collect();
     let mut g = p.op.adjoint(&r);
     if weight != 0.0 {
         for ((g, e), z) in g.iter_mut().zip(e).zip(eps) {
@@ -161,21 +160,19 @@ pub fn reddiff_gradient(p: &Problem, x0: &[f32], e: &[f32], eps: &[f32], weight:
 /// DPS's measurement term of one image: `||y - A x0_hat||` and its gradient with respect to
 /// `x0_hat`, `-A^T (y - A x0_hat) / ||y - A x0_hat||`.
 pub fn residual_norm_gradient(p: &Problem, x0: &[f32]) -> (f64, Vec<f32>) {
-    let r: Vec<f32> = p
-        .op
-        .apply(x0)
-        .iter()
-        .zip(&p.y)
-        .map(|(a, y)| a - y)
-        .collect();
+    let r: Vec<f32> =
+        p.op.apply(x0)
+            .iter()
+            .zip(&p.y)
+            .map(|(a, y)| a - y)
+            .collect();
     let norm = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
     let scale = 1.0 / norm.max(1e-12);
-    let g = p
-        .op
-        .adjoint(&r)
-        .into_iter()
-        .map(|v| (v as f64 * scale) as f32)
-        .collect();
+    let g =
+        p.op.adjoint(&r)
+            .into_iter()
+            .map(|v| (v as f64 * scale) as f32)
+            .collect();
     (norm, g)
 }
 

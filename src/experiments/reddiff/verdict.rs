@@ -247,7 +247,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             let z = rs.values(Arm::Lambda0, &psnr_key(t, k));
             if r.is_empty() || z.is_empty() {
                 incomplete = true;
-                c.note(format!("{task}, K {k}: no usable reddiff or reddiff-lambda0 run"));
+                c.note(format!(
+                    "{task}, K {k}: no usable reddiff or reddiff-lambda0 run"
+                ));
                 continue;
             }
             let gain = mean(&r) - mean(&z);
