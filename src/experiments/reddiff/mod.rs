@@ -408,10 +408,9 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
     // Diversity: the first images of each task restored 3 more times (same y, fresh noise).
     let n_div = p.usize("diversity_images").min(n);
     let main = problems.len();
-    for copy in 0..3 {
+    for _ in 0..3 {
         for task in 0..TASKS.len() {
             for i in 0..n_div {
-                let _ = copy;
                 problems.push(problems[task * n + i].clone());
             }
         }

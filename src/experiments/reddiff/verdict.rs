@@ -65,7 +65,7 @@ fn unusable(r: &FinishedRun) -> Option<String> {
     }
     let uses_prior = super::method_of(&r.params).uses_prior();
     let loss = r.value("loss_eps");
-    (uses_prior && !(loss < PRIOR_LEARNED)).then(|| {
+    (uses_prior && (loss.is_nan() || loss >= PRIOR_LEARNED)).then(|| {
         format!(
             "{}: the prior's L_simple {loss:.3} >= {PRIOR_LEARNED}: it learned nothing, left out",
             r.label()
