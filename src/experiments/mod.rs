@@ -11,6 +11,7 @@ pub mod ftwt;
 pub mod memo;
 pub mod msbreg;
 pub mod node;
+pub mod obc;
 pub mod oomd;
 pub mod profile;
 pub mod pskd;
@@ -90,6 +91,7 @@ static SARA: sara::Sara = sara::Sara;
 static OOMD: oomd::OomdSea = oomd::OomdSea;
 static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
+static OBC_SR: obc::ObcSr = obc::ObcSr;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 
 /// Every experiment compiled in.
@@ -108,6 +110,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SSO,
         &RANDOM_TEACHERS,
         &MSBREG,
+        &OBC_SR,
     ]
 }
 
