@@ -107,11 +107,8 @@ async fn on_the_quick_profile_the_searched_start_beats_random_noise() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_candidate_the_search_is_off_and_the_claim_does_not_hold() {
-    let (v, text, _dir, _root) = quick_launch(
-        &[("candidates", "1")],
-        Some(&["obc", "random"]),
-    )
-    .await;
+    let (v, text, _dir, _root) =
+        quick_launch(&[("candidates", "1")], Some(&["obc", "random"])).await;
     assert_ne!(v.check("1").unwrap().outcome, Outcome::Holds, "{text}");
     // One candidate has no ranking to transfer.
     assert_eq!(v.check("3").unwrap().outcome, Outcome::Fails, "{text}");

@@ -8,7 +8,10 @@ use nalgebra::DMatrix;
 
 /// Mean and (biased, `1/n`) covariance of `x`, `n x dim` row-major.
 pub fn mean_cov(x: &[f64], dim: usize) -> (Vec<f64>, DMatrix<f64>) {
-    assert!(dim > 0 && x.len().is_multiple_of(dim), "rows of {dim} values");
+    assert!(
+        dim > 0 && x.len().is_multiple_of(dim),
+        "rows of {dim} values"
+    );
     let n = x.len() / dim;
     assert!(n > 0, "at least one sample");
     let mut mu = vec![0.0; dim];

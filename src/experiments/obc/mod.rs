@@ -46,11 +46,7 @@ const STD_K: [&str; 3] = ["psnr_std_k5", "psnr_std_k10", "psnr_std_k20"];
 const ACC_K: [&str; 3] = ["clf_acc_k5", "clf_acc_k10", "clf_acc_k20"];
 const NORM_K: [&str; 3] = ["norm_xT_k5", "norm_xT_k10", "norm_xT_k20"];
 const SCORE_K: [&str; 3] = ["score_R_k5", "score_R_k10", "score_R_k20"];
-const TRANSFER_K: [&str; 3] = [
-    "rank_transfer_k5",
-    "rank_transfer_k10",
-    "rank_transfer_k20",
-];
+const TRANSFER_K: [&str; 3] = ["rank_transfer_k5", "rank_transfer_k10", "rank_transfer_k20"];
 
 /// The names of a per-K metric family at `k`.
 pub fn psnr_key(k: usize) -> &'static str {
@@ -148,10 +144,16 @@ impl Experiment for ObcSr {
             MetricSpec::new("psnr", "test PSNR at K = 10 (this arm's start)")
                 .unit("dB")
                 .reference("psnr_nearest"),
-            MetricSpec::new("psnr_std", "PSNR std over x_T draws, mean over images (K = 10)")
-                .unit("dB"),
-            MetricSpec::new("best_score_R", "best candidate PSNR on R so far (per K in turn)")
-                .unit("dB"),
+            MetricSpec::new(
+                "psnr_std",
+                "PSNR std over x_T draws, mean over images (K = 10)",
+            )
+            .unit("dB"),
+            MetricSpec::new(
+                "best_score_R",
+                "best candidate PSNR on R so far (per K in turn)",
+            )
+            .unit("dB"),
             MetricSpec::new("psnr_nearest", "PSNR of nearest upsampling").unit("dB"),
             MetricSpec::new("psnr_ddpm", "PSNR of DDPM ancestral sampling (random arm)").unit("dB"),
             MetricSpec::new("clf_acc", "classifier accuracy on the outputs (K = 10)")
@@ -491,7 +493,11 @@ fn run_on<D: Device<f32>>(
     }
     if let Some(r) = &random {
         let draws = p.usize("draws");
-        data.push(NamedTensor::from_f32("random_x_T", &[nt, draws, HR], &r.x_top));
+        data.push(NamedTensor::from_f32(
+            "random_x_T",
+            &[nt, draws, HR],
+            &r.x_top,
+        ));
     }
     let mut main_out = Vec::new();
     for (ki, &k) in ks.iter().enumerate() {
@@ -513,8 +519,8 @@ fn run_on<D: Device<f32>>(
                     let hr = &split.t_hr[i * HR..(i + 1) * HR];
                     let ps: Vec<f64> = block.chunks(HR).map(|o| psnr_signed(o, hr)).collect();
                     let (mean, _) = crate::verdict::mean_se(&ps);
-                    let var = ps.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
-                        / (draws as f64 - 1.0);
+                    let var =
+                        ps.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (draws as f64 - 1.0);
                     means.push(mean);
                     stds.push(var.sqrt());
                 }
@@ -575,7 +581,11 @@ fn run_on<D: Device<f32>>(
                     }
                     _ => unreachable!("searched arms have a search"),
                 };
-                let norm = x_top.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()
+                let norm = x_top
+                    .iter()
+                    .map(|v| (*v as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
                     / (HR as f64).sqrt();
                 values.push((NORM_K[slot(k)], norm));
                 if k == MAIN_K {
@@ -614,13 +624,29 @@ fn run_on<D: Device<f32>>(
         let mean = per_image.iter().sum::<f64>() / nt as f64;
         values.push((PSNR_K[slot(k)], mean));
         if let Some(s) = &searched {
-            data.push(NamedTensor::new(&format!("candidate_psnr_R_k{k}"), &[m], s.psnr[ki].clone()));
-            data.push(NamedTensor::new(&format!("candidate_feat_R_k{k}"), &[m], s.feat[ki].clone()));
+            data.push(NamedTensor::new(
+                &format!("candidate_psnr_R_k{k}"),
+                &[m],
+                s.psnr[ki].clone(),
+            ));
+            data.push(NamedTensor::new(
+                &format!("candidate_feat_R_k{k}"),
+                &[m],
+                s.feat[ki].clone(),
+            ));
         }
         if start != Start::Random {
-            data.push(NamedTensor::from_f32(&format!("outputs_k{k}"), &[nt, HR], &outputs));
+            data.push(NamedTensor::from_f32(
+                &format!("outputs_k{k}"),
+                &[nt, HR],
+                &outputs,
+            ));
         }
-        data.push(NamedTensor::new(&format!("psnr_per_image_k{k}"), &[nt], per_image));
+        data.push(NamedTensor::new(
+            &format!("psnr_per_image_k{k}"),
+            &[nt],
+            per_image,
+        ));
         if k == MAIN_K {
             let main: Vec<(&'static str, f64)> = values
                 .iter()
@@ -656,7 +682,10 @@ fn run_on<D: Device<f32>>(
     let mut rng = StdRng::seed_from_u64(seed ^ 0x0BC5_0F0F);
     for _ in 0..3 {
         let tops = gaussian_rows(n, HR, &mut rng);
-        extra.push(("rand", prior.solve(&ts, &tops, &split.t_cond[..n * HR], 0.0, 0)));
+        extra.push((
+            "rand",
+            prior.solve(&ts, &tops, &split.t_cond[..n * HR], 0.0, 0),
+        ));
     }
     let borrowed: Vec<(&str, &[f32])> = extra.iter().map(|(a, v)| (*a, v.as_slice())).collect();
     rec.ctx
@@ -697,7 +726,11 @@ fn search_of<D: Device<f32>>(
     device: &str,
 ) -> Result<Arc<SearchResult>, RunStop> {
     let p = rec.ctx.params.clone();
-    let (m, nr, steps) = (p.usize("candidates"), p.usize("reference"), p.usize("steps"));
+    let (m, nr, steps) = (
+        p.usize("candidates"),
+        p.usize("reference"),
+        p.usize("steps"),
+    );
     let key = format!(
         "obc-sr/search/{device}/{}/{steps}/{}/{}/{m}/{nr}/{}",
         rec.ctx.seed,
@@ -737,10 +770,14 @@ fn search_of<D: Device<f32>>(
                     &hr_feats,
                     hr_feats.len() / nr,
                 ));
-                let (bi, bv) = block_p
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+                let (bi, bv) =
+                    block_p
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f64::NEG_INFINITY),
+                            |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+                        );
                 ps.extend(block_p);
                 let step = (steps + ki * m + ps.len()) as u64;
                 if bv > best {
@@ -803,7 +840,11 @@ fn random_of<D: Device<f32>>(
     );
     let seed = rec.ctx.seed;
     memo::shared(&key, || {
-        let x_top = gaussian_rows(nt * draws, HR, &mut StdRng::seed_from_u64(seed ^ 0x0BC5_0001));
+        let x_top = gaussian_rows(
+            nt * draws,
+            HR,
+            &mut StdRng::seed_from_u64(seed ^ 0x0BC5_0001),
+        );
         let cond: Vec<f32> = split
             .t_cond
             .chunks(HR)

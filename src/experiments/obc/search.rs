@@ -42,10 +42,7 @@ pub fn upsample(y: &[f32]) -> [f32; HR] {
 
 /// The condition of every image in `images` (rows of 64): `up(pool(x))`.
 pub fn conditions(images: &[f32]) -> Vec<f32> {
-    images
-        .chunks(HR)
-        .flat_map(|x| upsample(&pool(x)))
-        .collect()
+    images.chunks(HR).flat_map(|x| upsample(&pool(x))).collect()
 }
 
 /// PSNR of a restored image against its HR image on the [-1, 1] scale (peak-to-peak 2), the
@@ -100,8 +97,9 @@ pub struct Prior<D: Device<f32>> {
 
 impl<D: Device<f32>> Prior<D> {
     /// `x_0` for each row pair (`x_top` row i, condition row i): DDIM over `timesteps` with
-    /// `eta` (0: the probability-flow ODE's deterministic solver), in device batches of at most
-    /// [`BATCH_ROWS`] rows. Stochastic steps draw their noise from `noise_seed`.
+    /// `eta` (0: the probability-flow ODE's deterministic solver) and the x0 prediction clipped
+    /// to [-1, 1], in device batches of at most [`BATCH_ROWS`] rows. Stochastic steps draw their
+    /// noise from `noise_seed`.
     pub fn solve(
         &self,
         timesteps: &[usize],
@@ -121,10 +119,20 @@ impl<D: Device<f32>> Prior<D> {
             let n = xs.len() / HR;
             let c: Matrix<f32, D> = upload_f32(&dev, cs, HR);
             let x: Matrix<f32, D> = upload_f32(&dev, xs, HR);
+            // The predicted clean image is clipped to the data range [-1, 1] at every step
+            // (as SR3's and DDPM's samplers do) through the noise the DDIM step sees:
+            // `e' = (x_t - sqrt(abar) clip(x0_hat)) / sqrt(1 - abar)` gives back exactly
+            // `clip(x0_hat)` as the step's x0 prediction.
             let mut eps = |x: &Matrix<f32, D>, t: usize| {
-                self.net.eps(&self.store, x, Some(&c), &vec![t; n])
+                let e = self.net.eps(&self.store, x, Some(&c), &vec![t; n]);
+                let a = self.schedule.abar[t];
+                let (sa, sn) = (a.sqrt() as f32, (1.0 - a).sqrt() as f32);
+                let x0 = ((x.clone() - e * sn) / sa).clamp(-1.0, 1.0);
+                (x.clone() - x0 * sa) / sn
             };
-            out.extend(ddim_sample(&self.schedule, timesteps, x, eta, &mut eps, &mut rng).download());
+            out.extend(
+                ddim_sample(&self.schedule, timesteps, x, eta, &mut eps, &mut rng).download(),
+            );
         }
         out
     }

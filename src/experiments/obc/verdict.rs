@@ -197,7 +197,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         );
         c3.number(format!("s{}.k{}.rho", c.seed, c.k), rho);
     }
-    summary(&mut c3, "Spearman(R, test)", &|c| c.obc.value(transfer_key(c.k)));
+    summary(&mut c3, "Spearman(R, test)", &|c| {
+        c.obc.value(transfer_key(c.k))
+    });
 
     // 4. More than "less noise".
     let mut c4 = CheckBuilder::new(
@@ -230,12 +232,14 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         c4.number(format!("s{}.k{}.obc_minus_zero", c.seed, c.k), o - z);
     }
     summary(&mut c4, "PSNR(obc) - PSNR(zero) (dB)", &|c| {
-        c.zero
-            .map_or(f64::NAN, |z| c.obc.value(psnr_key(c.k)) - z.value(psnr_key(c.k)))
+        c.zero.map_or(f64::NAN, |z| {
+            c.obc.value(psnr_key(c.k)) - z.value(psnr_key(c.k))
+        })
     });
     summary(&mut c4, "PSNR(mmse) - PSNR(obc) (dB)", &|c| {
-        c.mmse
-            .map_or(f64::NAN, |z| z.value(psnr_key(c.k)) - c.obc.value(psnr_key(c.k)))
+        c.mmse.map_or(f64::NAN, |z| {
+            z.value(psnr_key(c.k)) - c.obc.value(psnr_key(c.k))
+        })
     });
     let mut c4 = c4.finish();
     if c4.outcome == Outcome::Fails {
