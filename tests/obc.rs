@@ -91,7 +91,7 @@ async fn on_the_quick_profile_the_searched_start_beats_random_noise() {
     // The control is decided either way (not left out for a prior that ignores its condition).
     assert_ne!(v.check("4").unwrap().evidence.len(), 0, "{text}");
     assert!(
-        v.check("3").unwrap().numbers["s0.k10.rho"].is_finite(),
+        v.check("3").unwrap().numbers["s0.k5.rho"].is_finite(),
         "{text}"
     );
     let run = dir.join("obc-s0");
