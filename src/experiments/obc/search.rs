@@ -253,7 +253,7 @@ mod tests {
         out.extend(vec![0.0f32; 127]);
         out.push(2.0); // clipped to 1: MSE 1/64.
         let s = psnr_scores(&out, &hr);
-        assert!((s[0] - 20.0).abs() < 1e-9, "{s:?}");
+        assert!((s[0] - 20.0).abs() < 1e-5, "{s:?}");
         assert!(s[1].is_infinite());
         let f = feature_scores(&[3.0, 4.0, 0.0, 0.0], &[0.0, 0.0, 0.0, 0.0], 2);
         assert_eq!(f, vec![2.5]);
