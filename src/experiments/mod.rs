@@ -15,6 +15,7 @@ pub mod memo;
 pub mod msbreg;
 pub mod nngp;
 pub mod node;
+pub mod obc;
 pub mod oomd;
 pub mod profile;
 pub mod pskd;
@@ -98,6 +99,7 @@ static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static LR_BATCH: lr_batch::LrBatchRmt = lr_batch::LrBatchRmt;
 static MAID: maid::MaidBilevel = maid::MaidBilevel;
 static FBM: fbm::FbmSdeVi = fbm::FbmSdeVi;
+static OBC_SR: obc::ObcSr = obc::ObcSr;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
@@ -123,6 +125,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &MAID,
         &FBM,
         &RED_DIFF,
+        &OBC_SR,
     ]
 }
 
