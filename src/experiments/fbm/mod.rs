@@ -235,11 +235,11 @@ impl Experiment for FbmSdeVi {
     }
 
     fn validate(&self, p: &Params) -> Result<(), String> {
-        if p.usize("grid") % p.usize("every") != 0 {
+        if !p.usize("grid").is_multiple_of(p.usize("every")) {
             return Err("grid must be a multiple of every".into());
         }
         let obs = p.usize("grid") / p.usize("every");
-        if p.text("method") == "ma-vi" && p.usize("em_steps") % obs != 0 {
+        if p.text("method") == "ma-vi" && !p.usize("em_steps").is_multiple_of(obs) {
             return Err(format!(
                 "em_steps must be a multiple of the {obs} observations (grid / every)"
             ));

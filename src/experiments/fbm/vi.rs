@@ -418,9 +418,9 @@ impl<D: Device<f32>> Trainer for ViRun<D> {
         }
         self.t += 1;
         let (b1, b2) = (0.9f64, 0.999f64);
-        for i in 0..3 {
-            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[i];
-            self.v[i] = b2 * self.v[i] + (1.0 - b2) * g[i] * g[i];
+        for (i, &gi) in g.iter().enumerate().take(3) {
+            self.m[i] = b1 * self.m[i] + (1.0 - b1) * gi;
+            self.v[i] = b2 * self.v[i] + (1.0 - b2) * gi * gi;
             let mh = self.m[i] / (1.0 - b1.powi(self.t));
             let vh = self.v[i] / (1.0 - b2.powi(self.t));
             self.z[i] -= self.model_lr * mh / (vh.sqrt() + 1e-8);
