@@ -8,6 +8,7 @@ pub mod diffusion;
 pub mod driver;
 pub mod elr;
 pub mod ftwt;
+pub mod interpolants;
 pub mod memo;
 pub mod msbreg;
 pub mod nngp;
@@ -93,6 +94,7 @@ static SSO: sso::SsoSurrogate = sso::SsoSurrogate;
 static MSBREG: msbreg::MsbReg = msbreg::MsbReg;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
+static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::StochasticInterpolants;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -111,6 +113,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &RANDOM_TEACHERS,
         &MSBREG,
         &SM_NNGP,
+        &INTERPOLANTS,
     ]
 }
 
