@@ -719,10 +719,10 @@ fn filter_narrows_the_picker_as_you_type() {
     assert_eq!(a.preset().unwrap().id, "vsae");
     // A paper not built yet is found by its title.
     a.on_key(key(KeyCode::Char('/')));
-    type_str(&mut a, "interpolants");
+    type_str(&mut a, "smooth-diffusion");
     let s = screen(&a, 140, 40);
     assert!(
-        s.contains("stochastic-interpolants") && s.contains("generative models"),
+        s.contains("smooth-diffusion") && s.contains("generative models"),
         "{s}"
     );
     assert!(a.on_key(key(KeyCode::Enter)).is_none());

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod elr;
 pub mod fbm;
 pub mod ftwt;
+pub mod interpolants;
 pub mod lr_batch;
 pub mod maid;
 pub mod memo;
@@ -103,6 +104,7 @@ static OBC_SR: obc::ObcSr = obc::ObcSr;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
+static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::StochasticInterpolants;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -126,6 +128,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &FBM,
         &RED_DIFF,
         &OBC_SR,
+        &INTERPOLANTS,
     ]
 }
 

@@ -6,6 +6,9 @@
 //! - [`net`]: the noise-predicting MLP `eps_theta([x_t, c, emb(t)])` with SiLU, its inputs
 //!   assembled on the device (so `x_t` can be traced for input gradients), and its trainer.
 //! - [`sample`]: DDIM sampling and inversion on the device around any noise predictor, slerp.
+//! - [`plane`]: the 2-D part: Gaussian mixtures with exact interpolant fields, the
+//!   checkerboard, an MLP over `(t, x)` and its regression step, Euler / Heun /
+//!   Euler-Maruyama samplers with a Tweedie end jump, sliced W1 / MMD, scatter pictures.
 //! - [`features`]: the digits on [-1, 1] and the feature classifier (accuracy, penultimate
 //!   features for Frechet and feature distances).
 //!
@@ -15,6 +18,7 @@
 
 pub mod features;
 pub mod net;
+pub mod plane;
 pub mod sample;
 pub mod schedule;
 
