@@ -20,6 +20,7 @@ pub mod profile;
 pub mod pskd;
 pub mod random_teachers;
 pub mod sae;
+pub mod smooth;
 pub mod sara;
 pub mod ssl;
 pub mod sso;
@@ -99,6 +100,7 @@ static MAID: maid::MaidBilevel = maid::MaidBilevel;
 static FBM: fbm::FbmSdeVi = fbm::FbmSdeVi;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
+static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -120,6 +122,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &LR_BATCH,
         &MAID,
         &FBM,
+        &SMOOTH,
     ]
 }
 
