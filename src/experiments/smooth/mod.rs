@@ -48,20 +48,80 @@ impl Experiment for SmoothDiffusion {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::float("lambda_reg", 0.0, 0.0, 1e4, "weight of the step-wise variation penalty (r - m)^2 (0: plain DDPM)"),
-            ParamSpec::float("fd_step", 0.01, 1e-5, 1.0, "finite-difference step h: x_t moves by h z / sqrt(64)"),
-            ParamSpec::float("mean_decay", 0.01, 0.0, 1.0, "decay of the running mean m of r (the paper's 0.01)"),
+            ParamSpec::float(
+                "lambda_reg",
+                0.0,
+                0.0,
+                1e4,
+                "weight of the step-wise variation penalty (r - m)^2 (0: plain DDPM)",
+            ),
+            ParamSpec::float(
+                "fd_step",
+                0.01,
+                1e-5,
+                1.0,
+                "finite-difference step h: x_t moves by h z / sqrt(64)",
+            ),
+            ParamSpec::float(
+                "mean_decay",
+                0.01,
+                0.0,
+                1.0,
+                "decay of the running mean m of r (the paper's 0.01)",
+            ),
             ParamSpec::int("steps", 3000, 1, 1_000_000_000, "training steps"),
             ParamSpec::int("batch", 128, 1, 1_000_000, "images per step"),
-            ParamSpec::float("lr", 1e-3, 1e-9, 10.0, "Adam's peak learning rate (cosine decay to 0)"),
-            ParamSpec::int("hidden", 256, 1, 100_000, "hidden units per layer of the noise predictor"),
+            ParamSpec::float(
+                "lr",
+                1e-3,
+                1e-9,
+                10.0,
+                "Adam's peak learning rate (cosine decay to 0)",
+            ),
+            ParamSpec::int(
+                "hidden",
+                256,
+                1,
+                100_000,
+                "hidden units per layer of the noise predictor",
+            ),
             ParamSpec::int("depth", 3, 1, 64, "hidden layers of the noise predictor"),
-            ParamSpec::int("log_every", 100, 1, 1_000_000_000, "steps between training measurements"),
-            ParamSpec::int("eval_every", 1000, 1, 1_000_000_000, "steps between evaluations (ISTD, FD, inversion); always at the end"),
-            ParamSpec::int("ddim_steps", 50, 1, 1000, "DDIM steps for inversion and generation (eta 0)"),
+            ParamSpec::int(
+                "log_every",
+                100,
+                1,
+                1_000_000_000,
+                "steps between training measurements",
+            ),
+            ParamSpec::int(
+                "eval_every",
+                1000,
+                1,
+                1_000_000_000,
+                "steps between evaluations (ISTD, FD, inversion); always at the end",
+            ),
+            ParamSpec::int(
+                "ddim_steps",
+                50,
+                1,
+                1000,
+                "DDIM steps for inversion and generation (eta 0)",
+            ),
             ParamSpec::int("pairs", 32, 1, 190, "test-image pairs interpolated"),
-            ParamSpec::int("ratios", 11, 3, 1000, "slerp ratios per pair (evenly spaced in [0, 1])"),
-            ParamSpec::int("fd_samples", 1000, 2, 100_000, "generated samples for the Frechet distance"),
+            ParamSpec::int(
+                "ratios",
+                11,
+                3,
+                1000,
+                "slerp ratios per pair (evenly spaced in [0, 1])",
+            ),
+            ParamSpec::int(
+                "fd_samples",
+                1000,
+                2,
+                100_000,
+                "generated samples for the Frechet distance",
+            ),
         ]
     }
 
@@ -98,10 +158,18 @@ impl Experiment for SmoothDiffusion {
     fn memory(&self, p: &Params) -> crate::engine::memory::Estimate {
         let h = p.usize("hidden") as f64;
         let params = (96.0 * h + p.usize("depth") as f64 * h * h + 64.0 * h) * 4.0 * 4.0;
-        let rows = (p.usize("batch") * 2 + p.usize("fd_samples") + p.usize("pairs") * p.usize("ratios")) as f64;
+        let rows = (p.usize("batch") * 2
+            + p.usize("fd_samples")
+            + p.usize("pairs") * p.usize("ratios")) as f64;
         crate::engine::memory::Estimate::of(&[
-            (params, format!("noise predictor with {h} hidden units (weights, Adam moments, gradients)")),
-            (rows * h * 4.0 * 8.0, format!("{rows} rows through the network")),
+            (
+                params,
+                format!("noise predictor with {h} hidden units (weights, Adam moments, gradients)"),
+            ),
+            (
+                rows * h * 4.0 * 8.0,
+                format!("{rows} rows through the network"),
+            ),
         ])
     }
 

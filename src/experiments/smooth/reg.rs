@@ -87,17 +87,14 @@ pub fn variation<E: Dtype, D: Device<E>>(
 
 /// The one-step map `x0_hat(eps)` without a tape (for references and tests): rows `x0`, noise
 /// `eps`, timesteps `t`.
-pub fn x0_hat<E: Dtype, D: Device<E>>(
+pub fn x0_hat<E: Dtype + num_traits::ToPrimitive, D: Device<E>>(
     net: &EpsNet,
     store: &ParamStore<E, D>,
     schedule: &NoiseSchedule,
     x0: &[f64],
     eps: &[f64],
     t: &[usize],
-) -> Vec<f64>
-where
-    E: num_traits::ToPrimitive,
-{
+) -> Vec<f64> {
     let dim = net.config.data_dim;
     let mut xt = Vec::with_capacity(x0.len());
     for (i, &ti) in t.iter().enumerate() {

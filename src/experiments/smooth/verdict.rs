@@ -118,7 +118,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     let mut c = CheckBuilder::new(
         "2",
         Quantifier::Every,
-        format!("quality not hurt: in every seed FD({CLAIM}) <= 1.2 x FD(base) (classifier features)"),
+        format!(
+            "quality not hurt: in every seed FD({CLAIM}) <= 1.2 x FD(base) (classifier features)"
+        ),
         "a seed where the Frechet distance exceeds 1.2 x base's",
     );
     for (r, b) in &ps {
