@@ -611,9 +611,9 @@ fn picker_groups_presets_by_theme_with_papers_not_built_dimmed() {
     let odes = line_of(&s, "ODEs and probabilistic models");
     assert!(odes < line_of(&s, "local-reg-node  never run"), "{s}");
     // Papers not built yet are listed under their theme; presets off the roadmap come last.
-    let layerwise = line_of(&s, "layerwise-shuffle");
-    assert!(sparse < layerwise && layerwise < supervised, "{s}");
-    assert!(s.contains("stochastic-interpolants"), "{s}");
+    let quantnas = line_of(&s, "quantnas-sr");
+    assert!(sparse < quantnas && quantnas < supervised, "{s}");
+    assert!(s.contains("rrcm-smoothing"), "{s}");
     assert!(line_of(&s, "other presets") < line_of(&s, "short-stability  never run"));
     // Papers not built are not selectable: Down goes from preset to preset.
     assert_eq!(a.preset().unwrap().id, "sgd-stability");
@@ -719,10 +719,10 @@ fn filter_narrows_the_picker_as_you_type() {
     assert_eq!(a.preset().unwrap().id, "vsae");
     // A paper not built yet is found by its title.
     a.on_key(key(KeyCode::Char('/')));
-    type_str(&mut a, "smooth-diffusion");
+    type_str(&mut a, "rrcm-smoothing");
     let s = screen(&a, 140, 40);
     assert!(
-        s.contains("smooth-diffusion") && s.contains("generative models"),
+        s.contains("rrcm-smoothing") && s.contains("generative models"),
         "{s}"
     );
     assert!(a.on_key(key(KeyCode::Enter)).is_none());

@@ -24,6 +24,7 @@ pub mod random_teachers;
 pub mod reddiff;
 pub mod sae;
 pub mod sara;
+pub mod smooth;
 pub mod ssl;
 pub mod sso;
 pub mod stability;
@@ -105,6 +106,7 @@ static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::Rando
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
 static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::StochasticInterpolants;
+static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -129,6 +131,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &RED_DIFF,
         &OBC_SR,
         &INTERPOLANTS,
+        &SMOOTH,
     ]
 }
 
