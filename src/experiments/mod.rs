@@ -21,6 +21,7 @@ pub mod pskd;
 pub mod random_teachers;
 pub mod sae;
 pub mod sara;
+pub mod shuffle;
 pub mod ssl;
 pub mod sso;
 pub mod stability;
@@ -99,6 +100,7 @@ static MAID: maid::MaidBilevel = maid::MaidBilevel;
 static FBM: fbm::FbmSdeVi = fbm::FbmSdeVi;
 static RANDOM_TEACHERS: random_teachers::RandomTeachers = random_teachers::RandomTeachers;
 static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
+static SHUFFLE: shuffle::LayerwiseShuffle = shuffle::LayerwiseShuffle;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -120,6 +122,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &LR_BATCH,
         &MAID,
         &FBM,
+        &SHUFFLE,
     ]
 }
 
