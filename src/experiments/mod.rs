@@ -24,6 +24,7 @@ pub mod random_teachers;
 pub mod reddiff;
 pub mod sae;
 pub mod sara;
+pub mod shuffle;
 pub mod smooth;
 pub mod ssl;
 pub mod sso;
@@ -107,6 +108,7 @@ static SM_NNGP: nngp::SmNngp = nngp::SmNngp;
 static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
 static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::StochasticInterpolants;
 static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
+static SHUFFLE: shuffle::LayerwiseShuffle = shuffle::LayerwiseShuffle;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -132,6 +134,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &OBC_SR,
         &INTERPOLANTS,
         &SMOOTH,
+        &SHUFFLE,
     ]
 }
 
