@@ -1,14 +1,16 @@
 //! The paper's variational method on a dfdx device (f32): posterior paths of the Markov-
 //! approximate fOU by Euler-Maruyama on the tape, one control `u` added to every OU component,
 //!
-//!     dY_k = (-gamma_k Y_k + u) dt + dW,   dX = -theta X dt + sigma sum_k omega_k dY_k,
-//!     ELBO = E_q[ sum_i log N(y_i; X(t_i), r) ] - E_q[ 1/2 int u^2 dt ]
+//! ```text
+//! dY_k = (-gamma_k Y_k + u) dt + dW,   dX = -theta X dt + sigma sum_k omega_k dY_k,
+//! ELBO = E_q[ sum_i log N(y_i; X(t_i), r) ] - E_q[ 1/2 int u^2 dt ]
+//! ```
 //!
 //! with one shared Brownian increment per step, X(0) = 0 and Y(0) from its stationary law.
 //! The control is an MLP of (sin t, cos t, the next two observations of the path, the time to
 //! the next one), the state (X, Y) and `r = (y_next - X) / tau`: 2 x `hidden` tanh, last layer
-//! zero-initialised, plus a linear skip `c r` (c = 0 at the start: u = 0, the prior). omega(H) needs the incomplete gamma, so it is computed on the host and fed as a
-//! tensor; the H gradient is chained on the host, `dL/dH = <dL/d omega, d omega/dH>`. H, theta,
+//! zero-initialised, plus a linear skip `c r` (c = 0 at the start: u = 0, the prior).
+//! omega(H) needs the incomplete gamma, so it is computed on the host and fed as a tensor; the H gradient is chained on the host, `dL/dH = <dL/d omega, d omega/dH>`. H, theta,
 //! sigma (as logit H, log theta, log sigma) take host Adam steps of `model_lr`; the control
 //! takes the project's Adam with `lr`.
 
