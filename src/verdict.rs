@@ -207,6 +207,42 @@ pub fn mean_se(xs: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
+/// "mean +- se" of a (mean, standard error) pair to 4 decimals; the mean alone when the standard
+/// error is undefined (one seed).
+pub fn fmt_mean_se((m, se): (f64, f64)) -> String {
+    if se.is_nan() {
+        format!("{m:.4}")
+    } else {
+        format!("{m:.4} +- {se:.4}")
+    }
+}
+
+/// [`fmt_mean_se`] of the values `xs`.
+pub fn mean_se_text(xs: &[f64]) -> String {
+    fmt_mean_se(mean_se(xs))
+}
+
+/// Mean and standard error over `runs` of the summary value `key`.
+pub fn runs_mean_se(runs: &[&crate::experiments::FinishedRun], key: &str) -> (f64, f64) {
+    let xs: Vec<f64> = runs.iter().map(|r| r.value(key)).collect();
+    mean_se(&xs)
+}
+
+/// The seeds both `a` and `b` have, each with the difference of `key` (a's minus b's), in a's order.
+pub fn paired_by_seed(
+    a: &[&crate::experiments::FinishedRun],
+    b: &[&crate::experiments::FinishedRun],
+    key: &str,
+) -> Vec<(u64, f64)> {
+    a.iter()
+        .filter_map(|x| {
+            b.iter()
+                .find(|y| y.seed == x.seed)
+                .map(|y| (x.seed, x.value(key) - y.value(key)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +294,26 @@ mod tests {
         // s.d. sqrt(5/3), over sqrt(4).
         assert!((se - (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-15);
         assert!(mean_se(&[3.0]).1.is_nan());
+    }
+
+    #[test]
+    fn mean_se_text_and_pairs_by_seed() {
+        assert_eq!(mean_se_text(&[1.0, 3.0]), "2.0000 +- 1.0000");
+        assert_eq!(mean_se_text(&[0.5]), "0.5000");
+        let run = |seed: u64, v: f64| crate::experiments::FinishedRun {
+            arm: "a".into(),
+            seed,
+            params: Default::default(),
+            status: crate::experiments::RunStatus::Completed { steps: 1 },
+            final_values: [("x".to_string(), v)].into_iter().collect(),
+        };
+        let a = [run(0, 1.0), run(1, 2.0), run(2, 5.0)];
+        let b = [run(2, 1.0), run(0, 0.5)];
+        let (a, b): (Vec<_>, Vec<_>) = (a.iter().collect(), b.iter().collect());
+        assert_eq!(paired_by_seed(&a, &b, "x"), vec![(0, 0.5), (2, 4.0)]);
+        let (m, se) = runs_mean_se(&a, "x");
+        assert_eq!(m, 8.0 / 3.0);
+        assert!(se > 0.0);
     }
 
     #[test]

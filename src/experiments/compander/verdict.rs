@@ -12,7 +12,10 @@
 //! comparison without runs on both sides is INCONCLUSIVE.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, Check, CheckBuilder, Outcome, Quantifier, Verdict};
+use crate::verdict::{
+    fmt_mean_se, mean_se, paired_by_seed, runs_mean_se, Check, CheckBuilder, Outcome, Quantifier,
+    Verdict,
+};
 
 /// Test accuracy below which a run learned nothing (chance is 0.1).
 pub const LEARNED: f64 = 0.5;
@@ -67,31 +70,6 @@ fn runs_of<'a>(
     )
 }
 
-/// Mean and standard error over seeds of `key` for a role.
-fn stat(runs: &[&FinishedRun], key: &str) -> (f64, f64) {
-    let xs: Vec<f64> = runs.iter().map(|r| r.value(key)).collect();
-    mean_se(&xs)
-}
-
-fn fmt(m: (f64, f64)) -> String {
-    if m.1.is_nan() {
-        format!("{:.4}", m.0)
-    } else {
-        format!("{:.4} +- {:.4}", m.0, m.1)
-    }
-}
-
-/// Seeds both roles have, with the per-seed difference of `key` (a minus b).
-fn paired(a: &[&FinishedRun], b: &[&FinishedRun], key: &str) -> Vec<(u64, f64)> {
-    a.iter()
-        .filter_map(|x| {
-            b.iter()
-                .find(|y| y.seed == x.seed)
-                .map(|y| (x.seed, x.value(key) - y.value(key)))
-        })
-        .collect()
-}
-
 /// One accuracy comparison of check 1: `subject >= base + margin`; returns whether it held
 /// and whether it went the wrong way by more than a point.
 fn accuracy_case(
@@ -112,8 +90,8 @@ fn accuracy_case(
         ));
         return None;
     }
-    let (ms, mb) = (stat(&s, "test_acc"), stat(&b, "test_acc"));
-    let d = paired(&s, &b, "test_acc");
+    let (ms, mb) = (runs_mean_se(&s, "test_acc"), runs_mean_se(&b, "test_acc"));
+    let d = paired_by_seed(&s, &b, "test_acc");
     let diffs: Vec<f64> = d.iter().map(|x| x.1).collect();
     let md = mean_se(&diffs);
     let held = ms.0 >= mb.0 + margin;
@@ -124,12 +102,12 @@ fn accuracy_case(
             "test accuracy: {} {} vs {} {} (n = {} / {}); paired difference {} (seeds: {}); \
              needs >= {:+.3}",
             name(subject),
-            fmt(ms),
+            fmt_mean_se(ms),
             name(base),
-            fmt(mb),
+            fmt_mean_se(mb),
             s.len(),
             b.len(),
-            fmt(md),
+            fmt_mean_se(md),
             d.iter()
                 .map(|(seed, x)| format!("s{seed} {x:+.4}"))
                 .collect::<Vec<_>>()
@@ -157,13 +135,13 @@ fn mechanism(
     let s = runs_of(runs, Role::Wc, &mut notes);
     let b = runs_of(runs, Role::Baseline, &mut notes);
     if !s.is_empty() && !b.is_empty() {
-        let (ms, mb) = (stat(&s, key), stat(&b, key));
+        let (ms, mb) = (runs_mean_se(&s, key), runs_mean_se(&b, key));
         c.case(
             ms.0 <= factor * mb.0,
             format!(
                 "{key}: WC {} vs baseline {} (n = {} / {}); needs <= {factor} x baseline = {:.4}",
-                fmt(ms),
-                fmt(mb),
+                fmt_mean_se(ms),
+                fmt_mean_se(mb),
                 s.len(),
                 b.len(),
                 factor * mb.0
@@ -254,14 +232,14 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         if rs.is_empty() {
             continue;
         }
-        let (acc, gap) = (stat(&rs, "test_acc"), stat(&rs, "gen_gap"));
+        let (acc, gap) = (runs_mean_se(&rs, "test_acc"), runs_mean_se(&rs, "gen_gap"));
         let mut line = format!(
             "{}: test accuracy {}, train - test {}, max |w| {}, near-zero {}",
             name(role_),
-            fmt(acc),
-            fmt(gap),
-            fmt(stat(&rs, "w_max")),
-            fmt(stat(&rs, "near_zero_frac"))
+            fmt_mean_se(acc),
+            fmt_mean_se(gap),
+            fmt_mean_se(runs_mean_se(&rs, "w_max")),
+            fmt_mean_se(runs_mean_se(&rs, "near_zero_frac"))
         );
         if role_ == Role::WcLearned {
             let layers =
@@ -269,8 +247,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             for i in layers {
                 line.push_str(&format!(
                     "; layer {i}: a {}, b {}",
-                    fmt(stat(&rs, &format!("wc_a_layer{i}"))),
-                    fmt(stat(&rs, &format!("wc_b_layer{i}")))
+                    fmt_mean_se(runs_mean_se(&rs, &format!("wc_a_layer{i}"))),
+                    fmt_mean_se(runs_mean_se(&rs, &format!("wc_b_layer{i}")))
                 ));
             }
         }

@@ -14,7 +14,7 @@
 //! CE's. A run whose best test accuracy stays below [`LEARNED`] learned nothing and is left out.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// A run whose best test accuracy stays below this learned nothing (chance is 0.1).
 pub const LEARNED: f64 = 0.5;
@@ -42,15 +42,6 @@ fn drop(r: &FinishedRun) -> f64 {
 /// Why a run cannot enter a comparison, if it cannot.
 fn unusable(r: &FinishedRun) -> Option<String> {
     crate::verdict::unusable(r, "best_test_acc", "best test accuracy", LEARNED)
-}
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
 }
 
 fn pct(noise: f64) -> String {
@@ -108,9 +99,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         if !ce.is_empty() {
             let line = format!(
                 "CE: best {} - final {} = drop {} over {} seeds (peak epochs {:?})",
-                stat(&ce_best),
-                stat(&ce_final),
-                stat(&ce_drop),
+                mean_se_text(&ce_best),
+                mean_se_text(&ce_final),
+                mean_se_text(&ce_drop),
                 ce.len(),
                 ce.iter()
                     .map(|r| r.value("peak_epoch") as i64)
@@ -146,9 +137,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 m <= ELR_DROP,
                 format!(
                     "ELR: best {} - final {} = drop {} (<= {ELR_DROP}: {})",
-                    stat(&vals(&elr, &|r| r.value("best_test_acc"))),
-                    stat(&elr_final),
-                    stat(&elr_drop),
+                    mean_se_text(&vals(&elr, &|r| r.value("best_test_acc"))),
+                    mean_se_text(&elr_final),
+                    mean_se_text(&elr_drop),
                     m <= ELR_DROP
                 ),
             );
@@ -186,8 +177,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             let line = format!(
                 "mean final: ELR {} vs CE {}: advantage {:+.4} (>= {MARGIN}: {}); every seed \
                  ELR > CE: {every}",
-                stat(&elr_final),
-                stat(&ce_final),
+                mean_se_text(&elr_final),
+                mean_se_text(&ce_final),
                 me - mc,
                 me - mc >= MARGIN
             );
@@ -215,11 +206,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             let line = format!(
                 "memorized fraction: ELR {} vs CE {} (ratio {:.3}; corrected fraction ELR {} vs \
                  CE {})",
-                stat(&elr_mem),
-                stat(&ce_mem),
+                mean_se_text(&elr_mem),
+                mean_se_text(&ce_mem),
                 me / mc,
-                stat(&vals(&elr, &|r| r.value("fixed_wrong"))),
-                stat(&vals(&ce, &|r| r.value("fixed_wrong")))
+                mean_se_text(&vals(&elr, &|r| r.value("fixed_wrong"))),
+                mean_se_text(&vals(&ce, &|r| r.value("fixed_wrong")))
             );
             if memorized {
                 c4.case(me <= MEM_RATIO * mc, line);
@@ -248,8 +239,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 me >= mb,
                 format!(
                     "ELR final {} vs CE peak {} ({:+.4})",
-                    stat(&elr_final),
-                    stat(&ce_best),
+                    mean_se_text(&elr_final),
+                    mean_se_text(&ce_best),
                     me - mb
                 ),
             );
@@ -274,7 +265,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let f: Vec<f64> = clean.iter().map(|r| r.value("test_acc")).collect();
         c.case(
             mean_se(&d).0 < MEMORIZED_DROP,
-            format!("clean CE: final {}, drop from peak {}", stat(&f), stat(&d)),
+            format!(
+                "clean CE: final {}, drop from peak {}",
+                mean_se_text(&f),
+                mean_se_text(&d)
+            ),
         );
         checks.push(c.finish());
     }

@@ -20,21 +20,12 @@ use std::collections::BTreeMap;
 
 use super::markov::ma_var_ratio;
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 pub const H_TOL: f64 = 0.1;
 pub const MAE_TOL: f64 = 0.06;
 pub const GAIN: f64 = 0.005;
 pub const VI_EXACT_TOL: f64 = 0.05;
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
-}
 
 fn key(h: f64) -> i64 {
     (h * 1000.0).round() as i64
@@ -94,7 +85,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             worst <= H_TOL,
             format!(
                 "H {h}: H_hat {} over {} seeds (largest error {worst:.4})",
-                stat(&hats),
+                mean_se_text(&hats),
                 hats.len()
             ),
         );
@@ -150,14 +141,14 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             held,
             format!(
                 "H {h}: gain {} ({}; ma-exact {}, bm-ou {})",
-                stat(&gains),
+                mean_se_text(&gains),
                 if half {
                     "must be within the margin"
                 } else {
                     "must exceed the margin"
                 },
-                stat(&ma),
-                stat(&bm)
+                mean_se_text(&ma),
+                mean_se_text(&bm)
             ),
         );
         c2.number(format!("h{h}.gain"), g);
@@ -215,9 +206,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             g <= 3.0 * se.max(0.0),
             format!(
                 "H {h}: ELBO - exact log-likelihood {} per observation (3 se = {:.4}; KL per path {})",
-                stat(&gaps),
+                mean_se_text(&gaps),
                 3.0 * se,
-                stat(&seeds.values().map(|r| r.value("kl_path")).collect::<Vec<_>>())
+                mean_se_text(&seeds.values().map(|r| r.value("kl_path")).collect::<Vec<_>>())
             ),
         );
         c3.number(
@@ -246,7 +237,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     if let Some((hk, seeds)) = exact.iter().next_back() {
         let h = *hk as f64 / 1000.0;
         let b: Vec<f64> = seeds.values().map(|r| r.value("hurst_hat") - h).collect();
-        c4.note(format!("H {h}: bias {}", stat(&b)));
+        c4.note(format!("H {h}: bias {}", mean_se_text(&b)));
         c4.number("bias_top", mean_se(&b).0);
     }
     if let Some(any) = ok.first() {
@@ -286,7 +277,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let h = *hk as f64 / 1000.0;
         let th: Vec<f64> = seeds.values().map(|r| r.value("theta_hat")).collect();
         let sg: Vec<f64> = seeds.values().map(|r| r.value("sigma_hat")).collect();
-        c5.note(format!("H {h}: theta {}, sigma {}", stat(&th), stat(&sg)));
+        c5.note(format!(
+            "H {h}: theta {}, sigma {}",
+            mean_se_text(&th),
+            mean_se_text(&sg)
+        ));
         c5.number(format!("h{h}.theta"), mean_se(&th).0);
     }
     checks.push(c5.finish());

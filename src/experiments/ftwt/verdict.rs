@@ -11,7 +11,7 @@
 //! left out; a check without the runs it needs is INCONCLUSIVE.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// Below this pretrained test accuracy a run learned nothing (chance is 0.1).
 pub const LEARNED: f64 = 0.5;
@@ -28,15 +28,6 @@ pub const R_MAIN: f64 = 0.9;
 
 fn method(r: &FinishedRun) -> &str {
     r.params.text("method")
-}
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
 }
 
 fn vals(rs: &[&FinishedRun], key: &str) -> Vec<f64> {
@@ -96,8 +87,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             gap.abs() <= BUDGET_GAP,
             format!(
                 "r = {r}: measured {} vs estimated {} (gap {gap:+.4}; within {BUDGET_GAP}: {})",
-                stat(&red),
-                stat(&est),
+                mean_se_text(&red),
+                mean_se_text(&est),
                 gap.abs() <= BUDGET_GAP
             ),
         );
@@ -127,10 +118,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "FTWT r = {R_MAIN}: accuracy {} vs dense {} (drop {drop:+.4}, <= {ACC_DROP}: {}); \
                  MAC reduction {} (>= {MIN_REDUCTION}: {})",
-                stat(&acc),
-                stat(&dense_acc),
+                mean_se_text(&acc),
+                mean_se_text(&dense_acc),
                 drop <= ACC_DROP,
-                stat(&red),
+                mean_se_text(&red),
                 m(&red) >= MIN_REDUCTION
             ),
         );
@@ -186,16 +177,16 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "r = {r}: FTWT {} vs static {} ({diff:+.4}; paired {}{}); MACs: FTWT {} vs \
                  static {}",
-                stat(&fa),
-                stat(&sa),
-                stat(&paired),
+                mean_se_text(&fa),
+                mean_se_text(&sa),
+                mean_se_text(&paired),
                 if strict {
                     ", the most aggressive r: must be above"
                 } else {
                     ""
                 },
-                stat(&vals(&f, "mac_reduction")),
-                stat(&vals(&s, "mac_reduction"))
+                mean_se_text(&vals(&f, "mac_reduction")),
+                mean_se_text(&vals(&s, "mac_reduction"))
             ),
         );
         c3.number(format!("r{r}.ftwt_minus_static"), diff);
@@ -219,9 +210,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             m(&wp) > 0.0,
             format!(
                 "r = {r}: reduction {} without, {} with the predictors; mask accuracy {}",
-                stat(&vals(&f, "mac_reduction")),
-                stat(&wp),
-                stat(&vals(&f, "mask_acc"))
+                mean_se_text(&vals(&f, "mac_reduction")),
+                mean_se_text(&wp),
+                mean_se_text(&vals(&f, "mask_acc"))
             ),
         );
         c4.number(format!("ftwt-r{r}.mac_reduction_with_pred"), m(&wp));
@@ -234,7 +225,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     if !relu.is_empty() {
         c4.note(format!(
             "r = 1 on the pretrained network (non-zero units only): reduction {}",
-            stat(&relu)
+            mean_se_text(&relu)
         ));
         c4.number("relu_reduction", m(&relu));
     }

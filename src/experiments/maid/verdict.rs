@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use super::outer::{level, level_at_or_below};
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// The relative target above the best loss.
 pub const TARGET: f64 = 0.05;
@@ -33,15 +33,6 @@ pub const ROBUST_FACTOR: f64 = 1.5;
 pub const SCHEDULES: [&str; 3] = ["hoag-quadratic", "hoag-cubic", "fixed-1e-4"];
 /// A seed whose best loss is not this much below the loss at W = 0 learned nothing.
 pub const LEARNED: f64 = 0.99;
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
-}
 
 /// The cost at which `r` reached `target`.
 pub fn cost_to(r: &FinishedRun, target: f64) -> Option<f64> {
@@ -179,7 +170,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     if !ratios.is_empty() {
         c1.note(format!(
             "cost ratio maid / best schedule: {}",
-            stat(&ratios)
+            mean_se_text(&ratios)
         ));
         c1.number("cost_ratio", mean_se(&ratios).0);
     }
@@ -293,11 +284,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         c4.note(format!(
             "{arm}: upper loss {} (exact {}), test acc {}, outer {}, accepted {}, final eps {}, \
              reached 5 % in {} of {} runs (cost {})",
-            stat(&col("upper_loss")),
-            stat(&col("upper_loss_exact")),
-            stat(&col("test_acc_exact")),
-            stat(&col("outer_iters")),
-            stat(&col("accepted_steps")),
+            mean_se_text(&col("upper_loss")),
+            mean_se_text(&col("upper_loss_exact")),
+            mean_se_text(&col("test_acc_exact")),
+            mean_se_text(&col("outer_iters")),
+            mean_se_text(&col("accepted_steps")),
             col("eps")
                 .iter()
                 .map(|e| format!("{e:.1e}"))
@@ -308,7 +299,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             if reached.is_empty() {
                 "-".to_string()
             } else {
-                stat(&reached)
+                mean_se_text(&reached)
             }
         ));
         c4.number(

@@ -9,7 +9,7 @@
 //! 4. (reported) k-NN accuracy and collapse numbers of every arm.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// The projection width.
 pub const D: f64 = super::PROJ as f64;
@@ -21,15 +21,6 @@ pub const COLLAPSED_STD: f64 = 0.1;
 pub const COLLAPSED_RANK: f64 = 5.0;
 /// Check 3's margins.
 pub const PROBE_MARGIN: f64 = 0.01;
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
-}
 
 fn vals(rs: &[&FinishedRun], k: &str) -> Vec<f64> {
     rs.iter().map(|r| r.value(k)).collect()
@@ -50,9 +41,9 @@ fn spread(rs: &[&FinishedRun]) -> bool {
 fn describe(name: &str, rs: &[&FinishedRun]) -> String {
     format!(
         "{name}: emb_std {} (uniform {:.4}), eff_rank {} ({} seeds)",
-        stat(&vals(rs, "emb_std")),
+        mean_se_text(&vals(rs, "emb_std")),
         1.0 / D.sqrt(),
-        stat(&vals(rs, "eff_rank")),
+        mean_se_text(&vals(rs, "eff_rank")),
         rs.len()
     )
 }
@@ -153,15 +144,15 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let mut held = m >= i + PROBE_MARGIN;
         let mut line = format!(
             "msbreg {} vs random init {}",
-            stat(&vals(&msb, "linear_probe_acc")),
-            stat(&vals(&init, "linear_probe_acc"))
+            mean_se_text(&vals(&msb, "linear_probe_acc")),
+            mean_se_text(&vals(&init, "linear_probe_acc"))
         );
         if !centroid.is_empty() {
             let c = mean_se(&vals(&centroid, "linear_probe_acc")).0;
             held &= m >= c - PROBE_MARGIN;
             line.push_str(&format!(
                 " vs centroid-only {}",
-                stat(&vals(&centroid, "linear_probe_acc"))
+                mean_se_text(&vals(&centroid, "linear_probe_acc"))
             ));
             c3.number("centroid.linear", c);
         }
@@ -190,8 +181,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             c4.note(format!(
                 "{}; linear probe {}, 20-NN {}",
                 describe(name, rs),
-                stat(&vals(rs, "linear_probe_acc")),
-                stat(&vals(rs, "knn_acc"))
+                mean_se_text(&vals(rs, "linear_probe_acc")),
+                mean_se_text(&vals(rs, "knn_acc"))
             ));
         }
     }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use super::{SETS, SHIFTED};
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, usable, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, usable, CheckBuilder, Quantifier, Verdict};
 
 /// Check 1: the per-seed tolerance.
 pub const SEED_TOL: f64 = 1e-3;
@@ -29,15 +29,6 @@ pub const CLEAN_TOL: f64 = 0.01;
 pub const EFFECT: f64 = 0.01;
 /// Below this clean accuracy a run learned nothing.
 pub const LEARNED: f64 = 0.5;
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
-}
 
 fn prior(r: &FinishedRun) -> &str {
     r.params.text("prior")
@@ -147,9 +138,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             mean_d < 0.0 && worst <= SEED_TOL,
             format!(
                 "{set}: sm {} vs ml2 {}: difference {} (worst seed {worst:+.4})",
-                stat(&xs),
-                stat(&ys),
-                stat(&d)
+                mean_se_text(&xs),
+                mean_se_text(&ys),
+                mean_se_text(&d)
             ),
         );
         c1.number(format!("dnll_{set}"), mean_d);
@@ -172,9 +163,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             mean_se(&xs).0 <= mean_se(&ys).0 + CLEAN_TOL,
             format!(
                 "clean: sm {} vs ml2 {}: difference {}",
-                stat(&xs),
-                stat(&ys),
-                stat(&d)
+                mean_se_text(&xs),
+                mean_se_text(&ys),
+                mean_se_text(&d)
             ),
         );
         c2.number("dnll_clean", mean_se(&d).0);
@@ -195,7 +186,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let g: Vec<f64> = pairs.iter().map(|p| p.2 - p.1).collect();
         c3.case(
             mean_se(&g).0 >= EFFECT,
-            format!("heldout gain NLL(ml2) - NLL(sm): {}", stat(&g)),
+            format!("heldout gain NLL(ml2) - NLL(sm): {}", mean_se_text(&g)),
         );
         c3.number("gain_heldout", mean_se(&g).0);
     }
@@ -226,11 +217,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                     .map(|p| p.1 - p.2)
                     .collect();
                 c4.number(format!("{arm}.dnll_{set}"), mean_se(&d).0);
-                format!("{set} {}", stat(&d))
+                format!("{set} {}", mean_se_text(&d))
             })
             .collect::<Vec<_>>()
             .join(", ");
-        c4.note(format!("{arm} (sigma_v^2 {}): {line}", stat(&s2)));
+        c4.note(format!("{arm} (sigma_v^2 {}): {line}", mean_se_text(&s2)));
     }
     if !base.is_empty() {
         let of = |key: &str| -> Vec<f64> {
@@ -243,8 +234,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         c4.note(format!(
             "ML-II scale q / nC {} (held-out-class fit {}); eps / mean diag K {:?} (held-out \
              fit {:?}){}",
-            stat(&of("scale2")),
-            stat(&of("scale2_ml2_heldout")),
+            mean_se_text(&of("scale2")),
+            mean_se_text(&of("scale2_ml2_heldout")),
             eps,
             of("eps_rel_heldout"),
             if eps.contains(&smallest) {
@@ -328,7 +319,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let (dm, tm) = (mean_se(&d).0, mean_se(&tails).0);
         c6.note(format!(
             "{set}: total {dm:+.4} = tails {} + scale {:+.4}",
-            stat(&tails),
+            mean_se_text(&tails),
             dm - tm
         ));
         c6.number(format!("tails_{set}"), tm);

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// Check 1: the bound's constant.
 pub const BOUND_FACTOR: f64 = 1.5;
@@ -55,15 +55,6 @@ impl Arm<'_> {
     }
     fn mean(&self, key: &str) -> f64 {
         mean_se(&self.vals(key)).0
-    }
-}
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
     }
 }
 
@@ -177,7 +168,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "{}: regret {} vs bound {:.4} (ratio {:.3})",
                 a.name,
-                stat(&a.vals("regret_oomd")),
+                mean_se_text(&a.vals("regret_oomd")),
                 b,
                 r / b
             ),
@@ -235,7 +226,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                         format!(
                             "{family}: slope {m:.3} (per seed {}) over (x, mean regret) {}",
                             if per_seed.len() > 1 {
-                                stat(&per_seed)
+                                mean_se_text(&per_seed)
                             } else {
                                 format!("{per_seed:.3?}")
                             },
@@ -277,9 +268,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "deterministic: R({}) = {} vs R({}) = {} (limit {:.4})",
                 hi.rounds(),
-                stat(&hi.vals("regret_oomd")),
+                mean_se_text(&hi.vals("regret_oomd")),
                 lo.rounds(),
-                stat(&lo.vals("regret_oomd")),
+                mean_se_text(&lo.vals("regret_oomd")),
                 1.1 * rl + 0.1
             ),
         );
@@ -308,7 +299,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                     (GROWTH.0..=GROWTH.1).contains(&m),
                     format!(
                         "s = {s}: exponent {m:.3} (per seed {}) over (T, mean regret) {}",
-                        stat(&per_seed),
+                        mean_se_text(&per_seed),
                         points(&pts)
                     ),
                 );
@@ -332,9 +323,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let line = format!(
             "{}: OOMD {} | OGD {} | AdaOGD {}",
             a.name,
-            stat(&a.vals("regret_oomd")),
-            stat(&a.vals("regret_ogd")),
-            stat(&a.vals("regret_adaogd"))
+            mean_se_text(&a.vals("regret_oomd")),
+            mean_se_text(&a.vals("regret_ogd")),
+            mean_se_text(&a.vals("regret_adaogd"))
         );
         if matches!(a.path(), "drift" | "switch") {
             let diff = a.mean("regret_oomd") - a.mean("regret_ogd");

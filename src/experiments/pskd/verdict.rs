@@ -13,7 +13,7 @@
 //! A run whose final test accuracy is below [`LEARNED`] learned nothing and is left out.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// A run whose final test accuracy is below this learned nothing (chance is 0.1).
 pub const LEARNED: f64 = 0.3;
@@ -30,15 +30,6 @@ fn method(r: &FinishedRun) -> &str {
 
 fn augmented(r: &FinishedRun) -> bool {
     r.params.f64("augment") > 0.0
-}
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -100,9 +91,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     if !ce.is_empty() {
         let line = format!(
             "CE: mean confidence {} vs accuracy {}: over-confidence {}",
-            stat(&vals(&ce, "mean_conf")),
-            stat(&vals(&ce, "test_acc")),
-            stat(&over(&ce))
+            mean_se_text(&vals(&ce, "mean_conf")),
+            mean_se_text(&vals(&ce, "test_acc")),
+            mean_se_text(&over(&ce))
         );
         if regime {
             c0.case(true, line);
@@ -148,12 +139,12 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let line = format!(
             "ECE (%): PS-KD {} vs CE {} (ratio {:.3}, <= {ECE_RATIO}: {}); every seed lower: \
              {every}; mean confidence - accuracy: PS-KD {} vs CE {}",
-            stat(&vals(&pskd, "test_ece")),
-            stat(&vals(&ce, "test_ece")),
+            mean_se_text(&vals(&pskd, "test_ece")),
+            mean_se_text(&vals(&ce, "test_ece")),
             ep / ec,
             ep <= ECE_RATIO * ec,
-            stat(&over(&pskd)),
-            stat(&over(&ce))
+            mean_se_text(&over(&pskd)),
+            mean_se_text(&over(&ce))
         );
         decide(&mut c1, ep <= ECE_RATIO * ec && every, line);
         c1.number("pskd.ece", ep);
@@ -172,8 +163,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let (ap, ac) = (mean(&vals(&pskd, "test_acc")), mean(&vals(&ce, "test_acc")));
         let line = format!(
             "accuracy: PS-KD {} vs CE {} ({:+.4}; strictly better: {})",
-            stat(&vals(&pskd, "test_acc")),
-            stat(&vals(&ce, "test_acc")),
+            mean_se_text(&vals(&pskd, "test_acc")),
+            mean_se_text(&vals(&ce, "test_acc")),
             ap - ac,
             ap > ac
         );
@@ -194,10 +185,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         let (np, nc) = (mean(&vals(&pskd, "test_nll")), mean(&vals(&ce, "test_nll")));
         let line = format!(
             "NLL: PS-KD {} vs CE {}; AURC x1000: PS-KD {} vs CE {}",
-            stat(&vals(&pskd, "test_nll")),
-            stat(&vals(&ce, "test_nll")),
-            stat(&vals(&pskd, "aurc")),
-            stat(&vals(&ce, "aurc"))
+            mean_se_text(&vals(&pskd, "test_nll")),
+            mean_se_text(&vals(&ce, "test_nll")),
+            mean_se_text(&vals(&pskd, "aurc")),
+            mean_se_text(&vals(&ce, "aurc"))
         );
         decide(&mut c3, np < nc, line);
         c3.number("pskd.nll", np);
@@ -220,12 +211,12 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             el < ec,
             format!(
                 "LS: ECE {}% vs CE {}%; accuracy {} vs {}; mean confidence - accuracy {} vs {}",
-                stat(&vals(&ls, "test_ece")),
-                stat(&vals(&ce, "test_ece")),
-                stat(&vals(&ls, "test_acc")),
-                stat(&vals(&ce, "test_acc")),
-                stat(&over(&ls)),
-                stat(&over(&ce))
+                mean_se_text(&vals(&ls, "test_ece")),
+                mean_se_text(&vals(&ce, "test_ece")),
+                mean_se_text(&vals(&ls, "test_acc")),
+                mean_se_text(&vals(&ce, "test_acc")),
+                mean_se_text(&over(&ls)),
+                mean_se_text(&over(&ce))
             ),
         );
         checks.push(c4.finish());
@@ -255,11 +246,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 "ECE gain (CE - PS-KD, %): with augmentation {gain:.3}, without {gain0:.3}; \
                  without augmentation ECE CE {} vs PS-KD {}, CE over-confidence {}; PS-KD \
                  target entropy (nats, final window) with {} vs without {}",
-                stat(&vals(&ce0, "test_ece")),
-                stat(&vals(&pskd0, "test_ece")),
-                stat(&over(&ce0)),
-                stat(&vals(&pskd, "target_entropy")),
-                stat(&vals(&pskd0, "target_entropy"))
+                mean_se_text(&vals(&ce0, "test_ece")),
+                mean_se_text(&vals(&pskd0, "test_ece")),
+                mean_se_text(&over(&ce0)),
+                mean_se_text(&vals(&pskd, "target_entropy")),
+                mean_se_text(&vals(&pskd0, "target_entropy"))
             ),
         );
         c5.number("gain.aug", gain);

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 pub const LR_MAIN: f64 = 1e-3;
 pub const MARGIN: f64 = 0.01;
@@ -27,15 +27,6 @@ fn method(r: &FinishedRun) -> &str {
 
 fn nuc_off(r: &FinishedRun) -> bool {
     r.params.f64("lambda_rank") == 0.0
-}
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
 }
 
 fn m(xs: &[f64]) -> f64 {
@@ -65,8 +56,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     let shifted = !done.is_empty() && m(&pre_old) >= PRE_OLD && m(&pre_new) <= PRE_NEW;
     let setting = format!(
         "pretrained: original digits {}, rotated {} (needs >= {PRE_OLD} and <= {PRE_NEW})",
-        stat(&pre_old),
-        stat(&pre_new)
+        mean_se_text(&pre_old),
+        mean_se_text(&pre_new)
     );
     let (sara, lora, full, random) = (
         at("sara", LR_MAIN, false),
@@ -99,11 +90,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             m(&s) >= m(&l) - MARGIN,
             format!(
                 "new_acc: SaRA {} vs LoRA {} ({:+.4}); trainable share SaRA {} vs LoRA {}",
-                stat(&s),
-                stat(&l),
+                mean_se_text(&s),
+                mean_se_text(&l),
                 m(&s) - m(&l),
-                stat(&v(&sara, "trainable_frac")),
-                stat(&v(&lora, "trainable_frac"))
+                mean_se_text(&v(&sara, "trainable_frac")),
+                mean_se_text(&v(&lora, "trainable_frac"))
             ),
         );
         c1.number("sara.new_acc", m(&s));
@@ -130,10 +121,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             m(&s) >= m(&l) - MARGIN && m(&s) > m(&f),
             format!(
                 "old_acc: SaRA {} vs LoRA {} ({:+.4}) vs full {} ({:+.4})",
-                stat(&s),
-                stat(&l),
+                mean_se_text(&s),
+                mean_se_text(&l),
                 m(&s) - m(&l),
-                stat(&f),
+                mean_se_text(&f),
                 m(&s) - m(&f)
             ),
         );
@@ -157,8 +148,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             m(&s) > m(&r),
             format!(
                 "new + old: SaRA {} vs random {} ({:+.4})",
-                stat(&s),
-                stat(&r),
+                mean_se_text(&s),
+                mean_se_text(&r),
                 m(&s) - m(&r)
             ),
         );
@@ -181,11 +172,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "new + old: with {} vs without {}; nuclear norm at the end {} vs {}; mask \
                  overlap {}",
-                stat(&s),
-                stat(&n),
-                stat(&v(&sara, "nuclear")),
-                stat(&v(&nonuc, "nuclear")),
-                stat(&v(&sara, "mask_overlap"))
+                mean_se_text(&s),
+                mean_se_text(&n),
+                mean_se_text(&v(&sara, "nuclear")),
+                mean_se_text(&v(&nonuc, "nuclear")),
+                mean_se_text(&v(&sara, "mask_overlap"))
             ),
         );
     }

@@ -16,7 +16,10 @@
 //! INCONCLUSIVE.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, Check, CheckBuilder, Outcome, Quantifier, Verdict};
+use crate::verdict::{
+    fmt_mean_se, mean_se, paired_by_seed, runs_mean_se, Check, CheckBuilder, Outcome, Quantifier,
+    Verdict,
+};
 
 /// Test accuracy below which a run learned nothing (chance is 0.1).
 pub const LEARNED: f64 = 0.3;
@@ -30,30 +33,6 @@ fn arm<'a>(runs: &'a [FinishedRun], arm: &str, notes: &mut Vec<String>) -> Vec<&
         LEARNED,
         notes,
     )
-}
-
-fn stat(runs: &[&FinishedRun], key: &str) -> (f64, f64) {
-    let xs: Vec<f64> = runs.iter().map(|r| r.value(key)).collect();
-    mean_se(&xs)
-}
-
-fn fmt(m: (f64, f64)) -> String {
-    if m.1.is_nan() {
-        format!("{:.4}", m.0)
-    } else {
-        format!("{:.4} +- {:.4}", m.0, m.1)
-    }
-}
-
-/// Per-seed differences `a - b` of `key` over the seeds both have.
-fn paired(a: &[&FinishedRun], b: &[&FinishedRun], key: &str) -> Vec<(u64, f64)> {
-    a.iter()
-        .filter_map(|x| {
-            b.iter()
-                .find(|y| y.seed == x.seed)
-                .map(|y| (x.seed, x.value(key) - y.value(key)))
-        })
-        .collect()
 }
 
 fn seeds_line(d: &[(u64, f64)]) -> String {
@@ -84,7 +63,7 @@ impl<'a> Pair<'a> {
     }
 
     fn diff(&self, key: &str) -> Vec<(u64, f64)> {
-        paired(&self.slws, &self.none, key)
+        paired_by_seed(&self.slws, &self.none, key)
     }
 
     fn gain(&self, key: &str) -> (f64, f64) {
@@ -97,11 +76,11 @@ impl<'a> Pair<'a> {
         format!(
             "{key}: {} {} vs none {} (n = {} / {}); paired slws - none {} ({})",
             self.label,
-            fmt(stat(&self.slws, key)),
-            fmt(stat(&self.none, key)),
+            fmt_mean_se(runs_mean_se(&self.slws, key)),
+            fmt_mean_se(runs_mean_se(&self.none, key)),
             self.slws.len(),
             self.none.len(),
-            fmt(self.gain(key)),
+            fmt_mean_se(self.gain(key)),
             seeds_line(&self.diff(key))
         )
     }
@@ -165,7 +144,7 @@ fn act_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool) -> 
         c.case(l.0 > 0.0, large.line("train_loss"));
         c.note(format!(
             "baseline large-{aug}none final training accuracy {}",
-            fmt(stat(&large.none, "train_acc"))
+            fmt_mean_se(runs_mean_se(&large.none, "train_acc"))
         ));
         c.number("large.gap_change", g.0);
         c.number("large.train_loss_change", l.0);
@@ -231,8 +210,8 @@ fn scaling_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool)
             gl.0 > gs.0,
             format!(
                 "test accuracy gain: large {} vs small {}; {}; {}",
-                fmt(gl),
-                fmt(gs),
+                fmt_mean_se(gl),
+                fmt_mean_se(gs),
                 large.line("test_acc"),
                 small.line("test_acc")
             ),
@@ -273,20 +252,20 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 continue;
             }
             let g = p.gain("test_acc");
-            trend.push(format!("{size} {}", fmt(g)));
+            trend.push(format!("{size} {}", fmt_mean_se(g)));
             c.case(
                 true,
                 format!(
                     "{}; {}; baseline train_acc {}",
                     p.line("test_acc"),
                     p.line("gap"),
-                    fmt(stat(&p.none, "train_acc"))
+                    fmt_mean_se(runs_mean_se(&p.none, "train_acc"))
                 ),
             );
             c.number(format!("{size}-{aug}gain"), g.0);
             c.number(
                 format!("{size}-{aug}none.train_acc"),
-                stat(&p.none, "train_acc").0,
+                runs_mean_se(&p.none, "train_acc").0,
             );
         }
         if !trend.is_empty() {
@@ -306,7 +285,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 format!(
                     "{}; large-aug-slws {}",
                     p.line("test_acc"),
-                    fmt(stat(&main, "test_acc"))
+                    fmt_mean_se(runs_mean_se(&main, "test_acc"))
                 ),
             );
             c.number(format!("{variant}.gain"), p.gain("test_acc").0);
@@ -319,7 +298,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         .iter()
         .map(|a| {
             let rs = arm(runs, a, &mut notes);
-            format!("{a} {:.1}", stat(&rs, "eval_ms").0)
+            format!("{a} {:.1}", runs_mean_se(&rs, "eval_ms").0)
         })
         .collect();
     c.note(format!("evaluation ms (all digits): {}", evals.join(", ")));
@@ -333,7 +312,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             arm(runs, &format!("{base}-none"), &mut notes),
         );
         if !s.is_empty() && !n.is_empty() {
-            let r = stat(&s, "eval_ms").0 / stat(&n, "eval_ms").0;
+            let r = runs_mean_se(&s, "eval_ms").0 / runs_mean_se(&n, "eval_ms").0;
             c.note(format!(
                 "{size}: eval time slws / none {r:.3} (equal within 5%: {})",
                 (r - 1.0).abs() <= 0.05

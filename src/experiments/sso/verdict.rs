@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
+use crate::verdict::{mean_se, mean_se_text, CheckBuilder, Quantifier, Verdict};
 
 /// Check 1: the largest ratio of calls.
 pub const SAVING: f64 = 0.5;
@@ -34,15 +34,6 @@ fn method(r: &FinishedRun) -> &str {
 fn calls(r: &FinishedRun, thr: &str) -> Option<f64> {
     let v = r.value(&format!("calls_to_{thr}"));
     v.is_finite().then_some(v)
-}
-
-fn stat(xs: &[f64]) -> String {
-    let (m, se) = mean_se(xs);
-    if se.is_nan() {
-        format!("{m:.4}")
-    } else {
-        format!("{m:.4} +- {se:.4}")
-    }
 }
 
 fn show(c: Option<f64>) -> String {
@@ -193,7 +184,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                     }
                 }
                 if !ratios.is_empty() {
-                    c1.note(format!("{thr}: ratio {}", stat(&ratios)));
+                    c1.note(format!("{thr}: ratio {}", mean_se_text(&ratios)));
                     c1.number(format!("ratio_{thr}"), mean_se(&ratios).0);
                 }
             }
@@ -264,13 +255,17 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             mean_se(&sl).0 <= mean_se(&gl).0,
             format!(
                 "final training loss: {name} {} vs SGD {}",
-                stat(&sl),
-                stat(&gl)
+                mean_se_text(&sl),
+                mean_se_text(&gl)
             ),
         );
         c3.case(
             mean_se(&sa).0 >= mean_se(&ga).0 - ACC_TOL,
-            format!("test accuracy: {name} {} vs SGD {}", stat(&sa), stat(&ga)),
+            format!(
+                "test accuracy: {name} {} vs SGD {}",
+                mean_se_text(&sa),
+                mean_se_text(&ga)
+            ),
         );
         c3.number("sso.final_loss", mean_se(&sl).0);
         c3.number("sgd.final_loss", mean_se(&gl).0);
@@ -303,7 +298,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
              final loss {}; smallest gap {gap:.2e}; cheap steps {:.0}",
             g15 / a,
             g08 / b,
-            stat(&rs.iter().map(|r| r.value("train_loss")).collect::<Vec<_>>()),
+            mean_se_text(&rs.iter().map(|r| r.value("train_loss")).collect::<Vec<_>>()),
             rs[0].value("inner_steps_total")
         );
         c4.number(format!("{name}.saving_0.15"), g15 / a);
@@ -335,8 +330,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
                 a <= b,
                 format!(
                     "eta {eta}: {name} {a:.1} calls (final loss {}) vs {m20} {b:.1} (final loss {})",
-                    stat(&rs.iter().map(|r| r.value("train_loss")).collect::<Vec<_>>()),
-                    stat(&r20.iter().map(|r| r.value("train_loss")).collect::<Vec<_>>())
+                    mean_se_text(&rs.iter().map(|r| r.value("train_loss")).collect::<Vec<_>>()),
+                    mean_se_text(&r20.iter().map(|r| r.value("train_loss")).collect::<Vec<_>>())
                 ),
             );
         }

@@ -18,7 +18,9 @@
 //! accuracy (its own or its twin's) learned nothing and is left out.
 
 use crate::experiments::FinishedRun;
-use crate::verdict::{mean_se, Check, CheckBuilder, Outcome, Quantifier, Verdict};
+use crate::verdict::{
+    fmt_mean_se, mean_se, runs_mean_se, Check, CheckBuilder, Outcome, Quantifier, Verdict,
+};
 
 /// Test accuracy below which a run learned nothing (chance is 0.1).
 pub const LEARNED: f64 = 0.5;
@@ -32,19 +34,6 @@ pub const MIN_GAIN: f64 = 0.02;
 
 fn has_twin(r: &FinishedRun) -> bool {
     r.params.text("posthoc_twins") != "none"
-}
-
-fn fmt(m: (f64, f64)) -> String {
-    if m.1.is_nan() {
-        format!("{:.4}", m.0)
-    } else {
-        format!("{:.4} +- {:.4}", m.0, m.1)
-    }
-}
-
-fn stat(runs: &[&FinishedRun], key: &str) -> (f64, f64) {
-    let xs: Vec<f64> = runs.iter().map(|r| r.value(key)).collect();
-    mean_se(&xs)
 }
 
 /// Per-seed values of `f`, as "s0 +0.0123, ...".
@@ -122,14 +111,17 @@ fn compare(rs: &[&FinishedRun], e: f64) -> Comparison {
         .iter()
         .map(|r| r.value("twin_test_acc") - r.value("test_acc_trunc"))
         .collect();
-    let ranks = (stat(rs, "rank_l2"), stat(rs, "rank_l3"));
-    let twin_ranks = (stat(rs, "twin_rank_l2"), stat(rs, "twin_rank_l3"));
+    let ranks = (runs_mean_se(rs, "rank_l2"), runs_mean_se(rs, "rank_l3"));
+    let twin_ranks = (
+        runs_mean_se(rs, "twin_rank_l2"),
+        runs_mean_se(rs, "twin_rank_l3"),
+    );
     let below = rs.iter().all(|r| rank_sum(r) < twin_rank_sum(r));
     Comparison {
-        compression: stat(rs, "compression"),
-        trunc: stat(rs, "test_acc_trunc"),
-        twin_dense: stat(rs, "twin_test_acc"),
-        posthoc: stat(rs, "posthoc_acc"),
+        compression: runs_mean_se(rs, "compression"),
+        trunc: runs_mean_se(rs, "test_acc_trunc"),
+        twin_dense: runs_mean_se(rs, "twin_test_acc"),
+        posthoc: runs_mean_se(rs, "posthoc_acc"),
         gain: mean_se(&gains),
         loss: mean_se(&losses),
         gain_every_seed: gains.iter().all(|&g| g > 0.0),
@@ -137,10 +129,10 @@ fn compare(rs: &[&FinishedRun], e: f64) -> Comparison {
         lines: vec![format!(
             "e = {e}: ranks (layer 2, layer 3) {} / {} against the plain twin's {} / {} (n = {}; \
              per seed, sum of ranks TRP - twin: {})",
-            fmt(ranks.0),
-            fmt(ranks.1),
-            fmt(twin_ranks.0),
-            fmt(twin_ranks.1),
+            fmt_mean_se(ranks.0),
+            fmt_mean_se(ranks.1),
+            fmt_mean_se(twin_ranks.0),
+            fmt_mean_se(twin_ranks.1),
             rs.len(),
             per_seed(rs, |r| rank_sum(r) - twin_rank_sum(r))
         )],
@@ -194,34 +186,34 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             cmp.compression.0 >= MIN_COMPRESSION,
             format!(
                 "compression {}x; needs >= {MIN_COMPRESSION}x",
-                fmt(cmp.compression)
+                fmt_mean_se(cmp.compression)
             ),
         );
         c1.number("trp.compression", cmp.compression.0);
         c1.number(
             "trp.rank_sum",
-            stat(&rs, "rank_l2").0 + stat(&rs, "rank_l3").0,
+            runs_mean_se(&rs, "rank_l2").0 + runs_mean_se(&rs, "rank_l3").0,
         );
         c1.number(
             "twin.rank_sum",
-            stat(&rs, "twin_rank_l2").0 + stat(&rs, "twin_rank_l3").0,
+            runs_mean_se(&rs, "twin_rank_l2").0 + runs_mean_se(&rs, "twin_rank_l3").0,
         );
         c2.case(
             cmp.trunc.0 >= cmp.twin_dense.0 - MAX_LOSS,
             format!(
                 "truncated TRP {} vs plain dense {} (n = {}); loss (plain dense - truncated TRP) \
                  {} (seeds: {}); needs <= {MAX_LOSS}",
-                fmt(cmp.trunc),
-                fmt(cmp.twin_dense),
+                fmt_mean_se(cmp.trunc),
+                fmt_mean_se(cmp.twin_dense),
                 rs.len(),
-                fmt(cmp.loss),
+                fmt_mean_se(cmp.loss),
                 per_seed(&rs, |r| r.value("twin_test_acc")
                     - r.value("test_acc_trunc"))
             ),
         );
         c2.note(format!(
             "TRP dense (before truncation): {}",
-            fmt(stat(&rs, "test_acc"))
+            fmt_mean_se(runs_mean_se(&rs, "test_acc"))
         ));
         c2.number("trp.test_acc_trunc", cmp.trunc.0);
         c2.number("plain.test_acc", cmp.twin_dense.0);
@@ -231,10 +223,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "truncated TRP {} vs plain truncated at TRP's ranks {} (n = {}); paired advantage \
                  {} (seeds: {}); needs mean >= {MIN_GAIN} and every seed > 0",
-                fmt(cmp.trunc),
-                fmt(cmp.posthoc),
+                fmt_mean_se(cmp.trunc),
+                fmt_mean_se(cmp.posthoc),
                 rs.len(),
-                fmt(cmp.gain),
+                fmt_mean_se(cmp.gain),
                 per_seed(&rs, |r| r.value("test_acc_trunc") - r.value("posthoc_acc"))
             ),
         );
@@ -281,8 +273,8 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         .collect();
     if !nuc.is_empty() {
         let (np, nd) = (
-            stat(&nuc, "nuc_posthoc_acc"),
-            stat(&nuc, "nuc_twin_test_acc"),
+            runs_mean_se(&nuc, "nuc_posthoc_acc"),
+            runs_mean_se(&nuc, "nuc_twin_test_acc"),
         );
         let gain: Vec<f64> = nuc
             .iter()
@@ -293,10 +285,10 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "nuclear-only twin: dense {}, truncated at TRP's ranks {}; plain twin truncated {}; \
                  TRP truncated - nuclear-only truncated {} (seeds: {})",
-                fmt(nd),
-                fmt(np),
-                fmt(stat(&nuc, "posthoc_acc")),
-                fmt(mean_se(&gain)),
+                fmt_mean_se(nd),
+                fmt_mean_se(np),
+                fmt_mean_se(runs_mean_se(&nuc, "posthoc_acc")),
+                fmt_mean_se(mean_se(&gain)),
                 per_seed(&nuc, |r| r.value("test_acc_trunc") - r.value("nuc_posthoc_acc"))
             ),
         );
@@ -331,11 +323,11 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             format!(
                 "e = {e2}: compression {}x; truncated TRP {} (dense plain {}); plain truncated at \
                  TRP's ranks {}; advantage {} (seeds: {})",
-                fmt(c.compression),
-                fmt(c.trunc),
-                fmt(c.twin_dense),
-                fmt(c.posthoc),
-                fmt(c.gain),
+                fmt_mean_se(c.compression),
+                fmt_mean_se(c.trunc),
+                fmt_mean_se(c.twin_dense),
+                fmt_mean_se(c.posthoc),
+                fmt_mean_se(c.gain),
                 per_seed(&r2, |r| r.value("test_acc_trunc") - r.value("posthoc_acc"))
             ),
         );
@@ -378,11 +370,11 @@ fn standalone(runs: &[FinishedRun], subjects: &[&FinishedRun]) -> Check {
             format!(
                 "{arm}: dense {}, truncated at its own energy ranks {}, ranks {} / {}, \
                  compression {}x",
-                fmt(stat(&rs, "test_acc")),
-                fmt(stat(&rs, "test_acc_trunc")),
-                fmt(stat(&rs, "rank_l2")),
-                fmt(stat(&rs, "rank_l3")),
-                fmt(stat(&rs, "compression"))
+                fmt_mean_se(runs_mean_se(&rs, "test_acc")),
+                fmt_mean_se(runs_mean_se(&rs, "test_acc_trunc")),
+                fmt_mean_se(runs_mean_se(&rs, "rank_l2")),
+                fmt_mean_se(runs_mean_se(&rs, "rank_l3")),
+                fmt_mean_se(runs_mean_se(&rs, "compression"))
             ),
         );
     }
