@@ -93,9 +93,9 @@ pub fn verdict_text(v: &Verdict) -> String {
             "\n({}) {}: {}{}\n",
             c.id,
             c.statement,
-            c.outcome.word().to_uppercase(),
+            c.outcome_label(),
             if c.informational {
-                " (reported, not part of the claim)"
+                " (not part of the claim)"
             } else {
                 ""
             }

@@ -49,6 +49,18 @@ pub struct Check {
     pub first_failed: Option<usize>,
 }
 
+impl Check {
+    /// The outcome as shown: "HOLDS", "FAILS", "INCONCLUSIVE", or "REPORTED" for a check that
+    /// only reports numbers (informational, with no case to decide).
+    pub fn outcome_label(&self) -> String {
+        if self.informational && self.outcome == Outcome::Inconclusive {
+            "REPORTED".into()
+        } else {
+            self.outcome.word().to_uppercase()
+        }
+    }
+}
+
 /// The verdict of one launch of a preset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -314,6 +326,19 @@ mod tests {
         let (m, se) = runs_mean_se(&a, "x");
         assert_eq!(m, 8.0 / 3.0);
         assert!(se > 0.0);
+    }
+
+    #[test]
+    fn a_check_without_cases_that_only_reports_is_labelled_reported() {
+        let reported = CheckBuilder::new("r", Quantifier::Every, "numbers", "never")
+            .informational()
+            .finish();
+        assert_eq!(reported.outcome_label(), "REPORTED");
+        let mut counted = CheckBuilder::new("c", Quantifier::Every, "x", "y").informational();
+        counted.case(false, "z");
+        assert_eq!(counted.finish().outcome_label(), "FAILS");
+        let open = CheckBuilder::new("o", Quantifier::Every, "x", "y").finish();
+        assert_eq!(open.outcome_label(), "INCONCLUSIVE");
     }
 
     #[test]

@@ -18,6 +18,17 @@ fn outcome_style(o: Outcome) -> Style {
     Style::default().fg(c).add_modifier(Modifier::BOLD)
 }
 
+/// A check's outcome style; one that only reports numbers is grey.
+fn check_style(c: &crate::verdict::Check) -> Style {
+    if c.outcome_label() == "REPORTED" {
+        Style::default()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        outcome_style(c.outcome)
+    }
+}
+
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::default().borders(Borders::ALL).title(" Verdict ");
     let Some(p) = app.preset() else {
@@ -62,10 +73,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             for c in &v.checks {
                 lines.push(Line::from(vec![
                     Span::styled(format!("({}) ", c.id), Style::default().fg(Color::Cyan)),
-                    Span::styled(
-                        format!("{:<13}", c.outcome.word().to_uppercase()),
-                        outcome_style(c.outcome),
-                    ),
+                    Span::styled(format!("{:<13}", c.outcome_label()), check_style(c)),
                     Span::raw(c.statement.clone()),
                 ]));
             }
@@ -73,7 +81,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 lines.push(Line::from(""));
                 lines.push(Line::from(vec![
                     Span::styled(format!("({}) ", c.id), Style::default().fg(Color::Cyan)),
-                    Span::styled(c.outcome.word().to_uppercase(), outcome_style(c.outcome)),
+                    Span::styled(c.outcome_label(), check_style(c)),
                     Span::styled("  the numbers:", Style::default().fg(Color::DarkGray)),
                 ]));
                 if !c.fails_when.is_empty() {
