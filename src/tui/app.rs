@@ -227,6 +227,20 @@ impl App {
         f.is_empty() || p.id.to_lowercase().contains(&f) || p.title.to_lowercase().contains(&f)
     }
 
+    /// Whether a preset with this id is loaded.
+    pub fn has_preset(&self, id: &str) -> bool {
+        self.presets.iter().any(|p| p.id == id)
+    }
+
+    /// How many papers of the roadmap have a loaded preset.
+    pub fn papers_built(&self) -> usize {
+        Roadmap::get()
+            .papers
+            .iter()
+            .filter(|p| self.has_preset(&p.id))
+            .count()
+    }
+
     /// The picker's lines: per theme of the roadmap, a header, then its papers by number (a
     /// loaded preset, or the paper dimmed when none is loaded), then the presets that are not on
     /// the roadmap. Only what matches the filter; a theme without a match has no header.
@@ -249,7 +263,7 @@ impl App {
             if !group.is_empty() {
                 rows.push(PickerRow::Theme {
                     name: theme.as_str(),
-                    built: papers.iter().filter(|p| roadmap.is_built(&p.id)).count(),
+                    built: papers.iter().filter(|p| self.has_preset(&p.id)).count(),
                     papers: papers.len(),
                 });
                 rows.extend(group);

@@ -85,8 +85,8 @@ fn render_list(app: &App, frame: &mut Frame, area: Rect) {
         .collect();
     let roadmap = Roadmap::get();
     let mut block = Block::default().borders(Borders::ALL).title(format!(
-        " Presets (roadmap: {} of {} papers not built) ",
-        roadmap.not_built(),
+        " Presets (roadmap: {} of {} papers built) ",
+        app.papers_built(),
         roadmap.papers.len()
     ));
     if app.filtering || !app.filter.is_empty() {
