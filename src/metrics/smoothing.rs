@@ -173,7 +173,10 @@ mod tests {
                 for alpha in [0.001, 0.05, 0.3] {
                     let p = clopper_pearson_lower(k, n, alpha);
                     let tail = binomial_upper_tail(k, n, p);
-                    assert!((tail - alpha).abs() < 1e-10, "n {n} k {k} alpha {alpha}: {tail}");
+                    assert!(
+                        (tail - alpha).abs() < 1e-10,
+                        "n {n} k {k} alpha {alpha}: {tail}"
+                    );
                 }
             }
         }

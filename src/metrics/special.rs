@@ -270,7 +270,10 @@ mod tests {
     fn incomplete_gamma_and_normal_cdf_against_known_values() {
         // P(1, x) = 1 - exp(-x); Phi at a few points (Abramowitz & Stegun tables).
         for x in [0.1, 1.0, 3.0, 20.0] {
-            assert!((gamma_p(1.0, x) - (1.0 - f64::exp(-x))).abs() < 1e-14, "{x}");
+            assert!(
+                (gamma_p(1.0, x) - (1.0 - f64::exp(-x))).abs() < 1e-14,
+                "{x}"
+            );
         }
         assert!((normal_cdf(0.0) - 0.5).abs() < 1e-15);
         assert!((normal_cdf(1.0) - 0.841_344_746_068_542_9).abs() < 1e-14);
@@ -287,10 +290,17 @@ mod tests {
             (0.999, 3.090_232_306_167_813_5),
             (1e-6, -4.753_424_308_822_899),
         ] {
-            assert!((normal_quantile(p) - z).abs() < 1e-12, "{p}: {}", normal_quantile(p));
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-12,
+                "{p}: {}",
+                normal_quantile(p)
+            );
         }
         for p in [1e-10, 0.01, 0.3, 0.7, 0.99, 1.0 - 1e-9] {
-            assert!((normal_cdf(normal_quantile(p)) - p).abs() < 1e-13 * p.max(1e-3), "{p}");
+            assert!(
+                (normal_cdf(normal_quantile(p)) - p).abs() < 1e-13 * p.max(1e-3),
+                "{p}"
+            );
         }
     }
 

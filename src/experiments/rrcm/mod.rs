@@ -124,28 +124,52 @@ impl Experiment for RrcmSmoothing {
             ),
             ParamSpec::int(
                 "steps",
-                2000,
+                1500,
                 0,
                 1_000_000,
                 "training (fine-tuning) steps; the denoise arm trains its shared networks instead",
             ),
             ParamSpec::int("batch", 128, 2, 4096, "images per step"),
-            ParamSpec::float("lr", 1e-3, 1e-7, 1.0, "Adam's peak learning rate (cosine decay)"),
+            ParamSpec::float(
+                "lr",
+                1e-3,
+                1e-7,
+                1.0,
+                "Adam's peak learning rate (cosine decay)",
+            ),
             ParamSpec::int("hidden", 256, 8, 4096, "encoder hidden width"),
             ParamSpec::int(
                 "pretrain_steps",
-                2000,
+                1500,
                 0,
                 1_000_000,
                 "rRCM contrastive-denoising pre-training steps (0: none)",
             ),
             ParamSpec::float("pretrain_lr", 1e-3, 1e-7, 1.0, "pre-training learning rate"),
-            ParamSpec::int("levels", 20, 2, 1000, "Karras noise levels N of the pre-training"),
-            ParamSpec::float("s_max", 2.0, 1e-3, 100.0, "largest pre-training noise level"),
+            ParamSpec::int(
+                "levels",
+                20,
+                2,
+                1000,
+                "Karras noise levels N of the pre-training",
+            ),
+            ParamSpec::float(
+                "s_max",
+                2.0,
+                1e-3,
+                100.0,
+                "largest pre-training noise level",
+            ),
             ParamSpec::float("s_min", 0.002, 1e-5, 1.0, "smallest noise level"),
             ParamSpec::float("rho", 7.0, 1.0, 20.0, "Karras rho"),
             ParamSpec::float("tau", 0.2, 1e-3, 10.0, "InfoNCE temperature"),
-            ParamSpec::float("ema", 0.99, 0.0, 1.0, "EMA momentum of the contrastive target"),
+            ParamSpec::float(
+                "ema",
+                0.99,
+                0.0,
+                1.0,
+                "EMA momentum of the contrastive target",
+            ),
             ParamSpec::int(
                 "denoiser_steps",
                 2000,
@@ -195,7 +219,8 @@ impl Experiment for RrcmSmoothing {
                 .unit("fraction; 0.1 for balanced predictions")
                 .reference("balanced_share"),
             MetricSpec::new("ms_per_certificate", "certification time per image")
-                .unit("ms, median over the certified images"),
+                .unit("ms, fastest of the certified images (identical work; least disturbed)"),
+            MetricSpec::new("ms_median", "certification time per image (median)").unit("ms"),
             MetricSpec::new("kmacs_per_sample", "multiply-accumulates per noise sample")
                 .unit("thousands"),
             MetricSpec::new("forwards_per_sample", "network passes per noise sample"),
@@ -304,11 +329,11 @@ impl Experiment for RrcmSmoothing {
 
 /// The quick profile's sizes.
 const QUICK: [(&str, &str); 7] = [
-    ("steps", "400"),
-    ("pretrain_steps", "300"),
-    ("denoiser_steps", "600"),
-    ("clean_steps", "300"),
-    ("n_cert", "40"),
+    ("steps", "300"),
+    ("pretrain_steps", "200"),
+    ("denoiser_steps", "500"),
+    ("clean_steps", "200"),
+    ("n_cert", "30"),
     ("n_mc", "200"),
     ("log_every", "20"),
 ];
@@ -364,6 +389,12 @@ fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
                 .fold(0, |best, (c, v)| if *v > row[best] { c } else { best })
         })
         .collect()
+}
+
+/// The fastest certificate: every image does the same work (same shapes, same passes), so the
+/// minimum is the cost least disturbed by the other runs training at the same time.
+fn fastest(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::NAN, f64::min)
 }
 
 /// The median (the certification time is measured while other runs train: the median is
@@ -446,7 +477,8 @@ fn pretrain<D: Device<f32>>(
         let v1 = noisy(&v1, s_min, &mut rng);
         let v2 = noisy(&v2, s_min, &mut rng);
         let smin = vec![s_min; idx.len()];
-        let up = |rows: &[f32], s: &[f64]| upload_rows::<f32, D>(dev, &inputs(rows, s), model::INPUT);
+        let up =
+            |rows: &[f32], s: &[f64]| upload_rows::<f32, D>(dev, &inputs(rows, s), model::INPUT);
         let q1 = enc.project_taped(&store, up(&hi, &s_hi).leaky_trace());
         let k1 = enc.project(&store, up(&lo, &s_lo));
         let q2 = enc.project_taped(&store, up(&v1, &smin).leaky_trace());
@@ -769,7 +801,10 @@ impl<D: Device<f32>> RrcmRun<D> {
                 let n = x.len() / PIXELS;
                 let (a, s) = d.mix;
                 // [-1, 1] scale: 2 x - 1 + 2 sigma n; x_t* = sqrt(abar) (that).
-                let xt: Vec<f32> = x.iter().map(|v| (a * (2.0 * *v as f64 - 1.0)) as f32).collect();
+                let xt: Vec<f32> = x
+                    .iter()
+                    .map(|v| (a * (2.0 * *v as f64 - 1.0)) as f32)
+                    .collect();
                 let xt = upload_f32::<f32, D>(dev, &xt, PIXELS);
                 let eps = d.net.eps(&d.store, &xt, None, &vec![d.t_star; n]);
                 let x0 = ((xt - eps * s as f32) * (1.0 / a) as f32).clamp(-1.0, 1.0);
@@ -892,16 +927,8 @@ impl<D: Device<f32>> RrcmRun<D> {
                 .map(|(k, n)| format!("{k}:{n}"))
                 .collect()
         };
-        let mut captions = vec![format!(
-            "label {} counts {}",
-            self.cert_y[0],
-            top.join(" ")
-        )];
-        captions.extend(
-            preds
-                .iter()
-                .map(|k| format!("sigma {} -> {k}", self.sigma)),
-        );
+        let mut captions = vec![format!("label {} counts {}", self.cert_y[0], top.join(" "))];
+        captions.extend(preds.iter().map(|k| format!("sigma {} -> {k}", self.sigma)));
         Picture::images(8, 8, &rows, 0.0, 1.0, captions)
     }
 }
@@ -918,7 +945,11 @@ impl<D: Device<f32>> Trainer for RrcmRun<D> {
         }
         if (step as usize) <= self.train_steps {
             let preds = self.classify(&self.held_noisy);
-            let hits = preds.iter().zip(&self.held_y).filter(|(a, b)| a == b).count();
+            let hits = preds
+                .iter()
+                .zip(&self.held_y)
+                .filter(|(a, b)| a == b)
+                .count();
             values.push(("acc_noisy", hits as f64 / self.held_y.len().max(1) as f64));
         }
         if !self.certs.is_empty() {
@@ -931,7 +962,8 @@ impl<D: Device<f32>> Trainer for RrcmRun<D> {
                 ("acr", average_certified_radius(&self.certs, labels)),
                 ("abstain_rate", abstain_rate(&self.certs)),
                 ("top_class_share", top_class_share(&self.certs, CLASSES)),
-                ("ms_per_certificate", median(&self.cert_ms)),
+                ("ms_per_certificate", fastest(&self.cert_ms)),
+                ("ms_median", median(&self.cert_ms)),
                 ("forwards_per_sample", self.forwards_per_sample()),
                 ("kmacs_per_sample", self.kmacs_per_sample()),
                 ("images_certified", self.certs.len() as f64),

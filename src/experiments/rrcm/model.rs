@@ -163,7 +163,10 @@ pub fn consistency_loss<E: Dtype, D: Device<E>>(
     let kl = (mlm.retaped::<T<E, D>>() - cross)
         .sum::<(usize,), Axis<1>>()
         .mean::<Rank0, _>();
-    let neg_entropy = mlm.put_tape(tmlm).sum::<(usize,), Axis<1>>().mean::<Rank0, _>();
+    let neg_entropy = mlm
+        .put_tape(tmlm)
+        .sum::<(usize,), Axis<1>>()
+        .mean::<Rank0, _>();
     kl * E::from_f64(lbd).expect("representable")
         - neg_entropy * E::from_f64(eta).expect("representable")
 }
