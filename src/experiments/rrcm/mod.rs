@@ -920,7 +920,7 @@ impl<D: Device<f32>> RrcmRun<D> {
         let counts = self.cert_counts.first().cloned().unwrap_or_default();
         let top: Vec<String> = {
             let mut c: Vec<(usize, usize)> = counts.iter().copied().enumerate().collect();
-            c.sort_by(|a, b| b.1.cmp(&a.1));
+            c.sort_by_key(|x| std::cmp::Reverse(x.1));
             c.iter()
                 .take(3)
                 .filter(|(_, k)| *k > 0)
