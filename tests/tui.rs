@@ -602,12 +602,15 @@ fn line_of(s: &str, needle: &str) -> usize {
 #[test]
 fn picker_groups_presets_by_theme_with_papers_not_built_dimmed() {
     let root = tempfile::tempdir().unwrap();
-    let every = screen(&app(root.path()), 140, 60);
+    let every = screen(&app(root.path()), 140, 64);
     let built = presets::builtin_files().len();
     assert!(
         every.contains(&format!("roadmap: {built} of 24 papers built")),
         "{every}"
     );
+    // A built paper is a preset line (with its run status) under its theme.
+    let rrcm = line_of(&every, "rrcm-smoothing  never run");
+    assert!(line_of(&every, "generative models") < rrcm, "{every}");
     // Two papers without a preset, as before they are built (every other paper is built).
     let mut a = app_missing(root.path(), &["quantnas-sr", "rrcm-smoothing"]);
     let s = screen(&a, 140, 60);
@@ -670,7 +673,7 @@ fn type_str(a: &mut App, text: &str) {
 #[test]
 fn filter_narrows_the_picker_as_you_type() {
     let root = tempfile::tempdir().unwrap();
-    let mut a = app(root.path());
+    let mut a = app_missing(root.path(), &["quantnas-sr", "rrcm-smoothing"]);
     a.focus = Panel::Runs;
     a.on_key(key(KeyCode::Char('/')));
     assert!(a.filtering);

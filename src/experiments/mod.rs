@@ -22,6 +22,7 @@ pub mod profile;
 pub mod pskd;
 pub mod random_teachers;
 pub mod reddiff;
+pub mod rrcm;
 pub mod sae;
 pub mod sara;
 pub mod shuffle;
@@ -109,6 +110,7 @@ static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
 static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::StochasticInterpolants;
 static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
 static SHUFFLE: shuffle::LayerwiseShuffle = shuffle::LayerwiseShuffle;
+static RRCM: rrcm::RrcmSmoothing = rrcm::RrcmSmoothing;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -135,6 +137,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &INTERPOLANTS,
         &SMOOTH,
         &SHUFFLE,
+        &RRCM,
     ]
 }
 

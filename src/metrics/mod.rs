@@ -11,6 +11,7 @@ pub mod lowrank;
 pub mod picture;
 pub mod psnr;
 pub mod recovery;
+pub mod smoothing;
 pub mod special;
 pub mod topk;
 
