@@ -1,9 +1,9 @@
-//! Host numerics (f64, nalgebra) of the Markov-approximate fractional Brownian motion:
-//! ln Gamma and the regularised upper incomplete gamma, the geometric gamma grid, the optimal
-//! type-I weights omega(H) (closed form), the approximation's exact covariance, the linear
-//! state-space model of an fOU driven by it, its exact discretisation (Van Loan), the Kalman
-//! log-likelihood (and a dense Gaussian twin for tests), exact fBM sampling (Cholesky) and a
-//! Nelder-Mead minimiser.
+//! Host numerics (f64, nalgebra) of the Markov-approximate fractional Brownian motion (ln Gamma
+//! and the regularised upper incomplete gamma come from `metrics::special`): the geometric gamma
+//! grid, the optimal type-I weights omega(H) (closed form), the approximation's exact
+//! covariance, the linear state-space model of an fOU driven by it, its exact discretisation (Van
+//! Loan), the Kalman log-likelihood (and a dense Gaussian twin for tests), exact fBM sampling
+//! (Cholesky) and a Nelder-Mead minimiser.
 //!
 //! Type I (Mandelbrot-Van Ness): `B^H(t) ~ sum_k omega_k (Y_k(t) - Y_k(0))` with `dY_k =
 //! -gamma_k Y_k dt + dW` started from their joint stationary law (`Cov(Y_i, Y_j) = 1 / (g_i +
@@ -11,57 +11,7 @@
 
 use nalgebra::{DMatrix, DVector};
 
-pub use crate::metrics::special::ln_gamma;
-
-/// `Q(a, x) e^x`, Q the regularised upper incomplete gamma (a > 0, x >= 0): a series for
-/// x < a + 1, a continued fraction (modified Lentz) otherwise, so that the product stays finite
-/// for large x.
-pub fn upper_gamma_q_times_exp(a: f64, x: f64) -> f64 {
-    let lg = ln_gamma(a);
-    if x < a + 1.0 {
-        // P(a, x) = e^{-x} x^a / Gamma(a + 1) * sum_n x^n / ((a + 1)...(a + n)).
-        let (mut term, mut sum) = (1.0 / a, 1.0 / a);
-        for n in 1..500 {
-            term *= x / (a + n as f64);
-            sum += term;
-            if term.abs() < sum.abs() * 1e-16 {
-                break;
-            }
-        }
-        // Q e^x = e^x - x^a sum / Gamma(a).
-        x.exp() - (a * x.ln() - lg).exp() * sum
-    } else {
-        let tiny = 1e-300;
-        let mut b = x + 1.0 - a;
-        let mut c = 1.0 / tiny;
-        let mut d = 1.0 / b;
-        let mut h = d;
-        for i in 1..500 {
-            let an = -(i as f64) * (i as f64 - a);
-            b += 2.0;
-            d = an * d + b;
-            if d.abs() < tiny {
-                d = tiny;
-            }
-            c = b + an / c;
-            if c.abs() < tiny {
-                c = tiny;
-            }
-            d = 1.0 / d;
-            let del = d * c;
-            h *= del;
-            if (del - 1.0).abs() < 1e-16 {
-                break;
-            }
-        }
-        (a * x.ln() - lg).exp() * h
-    }
-}
-
-/// The regularised upper incomplete gamma Q(a, x).
-pub fn upper_gamma_q(a: f64, x: f64) -> f64 {
-    upper_gamma_q_times_exp(a, x) * (-x).exp()
-}
+pub use crate::metrics::special::{gamma_q, gamma_q_times_exp, ln_gamma};
 
 /// The geometric grid `gamma_k = r^(k - (K + 1) / 2)`, `r = gamma_max^(2 / (K - 1))`, so that
 /// gamma_min = 1 / gamma_max.
@@ -88,7 +38,7 @@ pub fn omega(h: f64, gammas: &[f64], t_end: f64) -> Vec<f64> {
     let b = DVector::from_fn(k, |i, _| {
         let g = gammas[i];
         2.0 * t / g.powf(hp) - t.powf(hp) / (g * gamma_h32)
-            + ((-g * t).exp() - upper_gamma_q_times_exp(hp, g * t)) / g.powf(hp + 1.0)
+            + ((-g * t).exp() - gamma_q_times_exp(hp, g * t)) / g.powf(hp + 1.0)
     });
     let sol = a
         .clone()
