@@ -37,16 +37,7 @@ pub fn gamma_p(a: f64, x: f64) -> f64 {
         return 0.0;
     }
     if x < a + 1.0 {
-        let (mut ap, mut sum, mut del) = (a, 1.0 / a, 1.0 / a);
-        for _ in 0..10_000 {
-            ap += 1.0;
-            del *= x / ap;
-            sum += del;
-            if del.abs() < sum.abs() * 1e-16 {
-                break;
-            }
-        }
-        (sum.ln() - x + a * x.ln() - ln_gamma(a)).exp()
+        (gamma_series(a, x).ln() - x + a * x.ln() - ln_gamma(a)).exp()
     } else {
         1.0 - gamma_q_fraction(a, x)
     }
@@ -69,19 +60,24 @@ pub fn gamma_q_times_exp(a: f64, x: f64) -> f64 {
         return 1.0;
     }
     if x < a + 1.0 {
-        let (mut ap, mut sum, mut del) = (a, 1.0 / a, 1.0 / a);
-        for _ in 0..10_000 {
-            ap += 1.0;
-            del *= x / ap;
-            sum += del;
-            if del.abs() < sum.abs() * 1e-16 {
-                break;
-            }
-        }
-        x.exp() - (a * x.ln() - ln_gamma(a)).exp() * sum
+        x.exp() - (a * x.ln() - ln_gamma(a)).exp() * gamma_series(a, x)
     } else {
         gamma_q_fraction_times_exp(a, x)
     }
+}
+
+/// `sum_n x^n / (a (a + 1) ... (a + n))`, so that `P(a, x) = e^-x x^a sum / Gamma(a)`.
+fn gamma_series(a: f64, x: f64) -> f64 {
+    let (mut ap, mut sum, mut del) = (a, 1.0 / a, 1.0 / a);
+    for _ in 0..10_000 {
+        ap += 1.0;
+        del *= x / ap;
+        sum += del;
+        if del.abs() < sum.abs() * 1e-16 {
+            break;
+        }
+    }
+    sum
 }
 
 fn gamma_q_fraction(a: f64, x: f64) -> f64 {
