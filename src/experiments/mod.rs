@@ -20,6 +20,7 @@ pub mod obc;
 pub mod oomd;
 pub mod profile;
 pub mod pskd;
+pub mod quantnas;
 pub mod random_teachers;
 pub mod reddiff;
 pub mod sae;
@@ -109,6 +110,7 @@ static RED_DIFF: reddiff::RedDiff = reddiff::RedDiff;
 static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::StochasticInterpolants;
 static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
 static SHUFFLE: shuffle::LayerwiseShuffle = shuffle::LayerwiseShuffle;
+static QUANTNAS: quantnas::QuantNasSr = quantnas::QuantNasSr;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -135,6 +137,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &INTERPOLANTS,
         &SMOOTH,
         &SHUFFLE,
+        &QUANTNAS,
     ]
 }
 
