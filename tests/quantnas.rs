@@ -179,7 +179,9 @@ fn supernet_gradients_match_finite_differences() {
                 net.store.upload(l.w, base.clone());
                 r
             };
-            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            // A smaller step for the kernels: ReLU kinks downstream bend larger ones.
+            let hw = 3e-4f32;
+            let fd = (at(hw) - at(-hw)) / (2.0 * hw as f64);
             assert!(
                 (fd - g[i] as f64).abs() < 2e-4 + 0.03 * fd.abs(),
                 "{} [{i}]: tape {} vs finite difference {fd}",
@@ -214,8 +216,8 @@ async fn with_the_search_switched_off_the_claim_cannot_hold() {
     let root = tempfile::tempdir().unwrap();
     let arms = [
         "qnas-qn-mu0",
+        "qnas-qn-mu0.03",
         "qnas-qn-mu0.1",
-        "qnas-qn-mu0.3",
         "fixed-8bit",
         "fixed-4bit",
         "fixed-2bit",

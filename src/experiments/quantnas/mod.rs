@@ -67,22 +67,22 @@ impl Experiment for QuantNasSr {
             ),
             ParamSpec::float(
                 "entropy_coef",
-                0.01,
+                0.05,
                 0.0,
                 10.0,
                 "entropy penalty weight at the end of its linear ramp (0: off)",
             ),
             ParamSpec::int("channels", 16, 2, 128, "channels C (even)"),
             ParamSpec::int("blocks", 3, 1, 8, "body blocks"),
-            ParamSpec::int("search_steps", 1500, 0, 100_000, "search steps"),
+            ParamSpec::int("search_steps", 600, 0, 100_000, "search steps"),
             ParamSpec::int(
                 "warmup",
-                500,
+                200,
                 0,
                 100_000,
                 "search steps of weights only before the alphas move",
             ),
-            ParamSpec::int("qat_steps", 1500, 1, 100_000, "QAT steps of the final net"),
+            ParamSpec::int("qat_steps", 1000, 1, 100_000, "QAT steps of the final net"),
             ParamSpec::float("lr", 1e-3, 1e-6, 1.0, "Adam lr of the weights (cosine)"),
             ParamSpec::float(
                 "alpha_lr",
@@ -183,10 +183,10 @@ impl Experiment for QuantNasSr {
             arms: QUICK_ARMS,
             seeds: &[0],
             overrides: &[
-                ("search_steps", "300"),
-                ("warmup", "100"),
+                ("search_steps", "150"),
+                ("warmup", "50"),
                 ("qat_steps", "300"),
-                ("log_every", "100"),
+                ("log_every", "150"),
             ],
         }
     }
@@ -244,8 +244,8 @@ impl Experiment for QuantNasSr {
 /// The quick profile's arms: the uniform frontier and the searched nets of checks 1 and 2.
 pub const QUICK_ARMS: &[&str] = &[
     "qnas-qn-mu0",
+    "qnas-qn-mu0.03",
     "qnas-qn-mu0.1",
-    "qnas-qn-mu0.3",
     "qnas-ste-mu0.1",
     "fixed-8bit",
     "fixed-4bit",

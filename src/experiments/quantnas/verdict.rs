@@ -117,7 +117,7 @@ pub fn frontier_at(frontier: &[(f64, f64)], x: f64) -> f64 {
 }
 
 const FIXED: [&str; 3] = ["fixed-8bit", "fixed-4bit", "fixed-2bit"];
-const QN: [&str; 3] = ["qnas-qn-mu0", "qnas-qn-mu0.1", "qnas-qn-mu0.3"];
+const QN: [&str; 3] = ["qnas-qn-mu0", "qnas-qn-mu0.03", "qnas-qn-mu0.1"];
 
 fn finish(mut c: CheckBuilder, mut notes: Vec<String>, inconclusive: bool) -> Check {
     notes.sort();
