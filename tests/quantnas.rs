@@ -28,7 +28,10 @@ fn bitops_match_hand_counts() {
     assert_eq!(at(Op::Bottleneck, 2), 13312.0 * 4.0);
     assert_eq!(at(Op::Skip, 0), 0.0);
     let edges = (2304.0 + 9216.0) * 64.0;
-    assert_eq!(net_bitops(&fixed_arch(3, 8), c, 8), edges + 3.0 * 36864.0 * 64.0);
+    assert_eq!(
+        net_bitops(&fixed_arch(3, 8), c, 8),
+        edges + 3.0 * 36864.0 * 64.0
+    );
     assert_eq!(net_bitops(&fixed_arch(3, 4), c, 8), 2_506_752.0);
     assert_eq!(net_bitops(&fixed_arch(3, 2), c, 8), 1_179_648.0);
     assert_eq!(
@@ -82,12 +85,17 @@ fn fake_quantized_kernels_sit_on_exact_levels() {
     let w = net.store.values(l.w);
     let fan = l.shape.patch_len();
     // LSQ at 2 bits: per output channel, integers -2..1 times that channel's step.
-    let steps = net.store.values(l.steps.iter().find(|s| s.0 == 2).unwrap().1);
+    let steps = net
+        .store
+        .values(l.steps.iter().find(|s| s.0 == 2).unwrap().1);
     let q = net.quantized_kernel(&l, 2, Mode::Lsq);
     for (ch, (qs, ws)) in q.chunks(fan).zip(w.chunks(fan)).enumerate() {
         let s = steps[ch];
         let mean = ws.iter().map(|v| v.abs()).sum::<f32>() / fan as f32;
-        assert!((s - 2.0 * mean).abs() < 1e-6, "LSQ init 2 mean|w| / sqrt(1)");
+        assert!(
+            (s - 2.0 * mean).abs() < 1e-6,
+            "LSQ init 2 mean|w| / sqrt(1)"
+        );
         for (&v, &x) in qs.iter().zip(ws) {
             let k = (x / s).round().clamp(-2.0, 1.0);
             assert!((v - k * s).abs() < 1e-6, "{v} vs {}", k * s);
@@ -198,7 +206,8 @@ fn supernet_gradients_match_finite_differences() {
 fn the_penalties_have_their_closed_forms() {
     let mut net = supernet(4);
     let id = net.blocks[0].alpha.unwrap();
-    net.arch.upload(id, vec![3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    net.arch
+        .upload(id, vec![3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     let p = net.probabilities();
     let ent = p.iter().map(|q| model::entropy(q)).sum::<f64>();
     let e = model::expected_bitops_norm(&p, &search_space(), 4);

@@ -183,10 +183,10 @@ impl Experiment for QuantNasSr {
             arms: QUICK_ARMS,
             seeds: &[0],
             overrides: &[
-                ("search_steps", "150"),
-                ("warmup", "50"),
-                ("qat_steps", "300"),
-                ("log_every", "150"),
+                ("search_steps", "120"),
+                ("warmup", "40"),
+                ("qat_steps", "200"),
+                ("log_every", "160"),
             ],
         }
     }
@@ -409,7 +409,10 @@ fn train<D: Device<f32>>(ctx: &mut RunContext<'_>, dev: &D) -> Result<RunEnd, Ru
     };
     if run.search.is_none() {
         let bits = p.usize("fixed_bits") as u32;
-        run.start_qat(fixed_arch(blocks, bits), if bits >= FP { FP } else { model::EDGE_BITS });
+        run.start_qat(
+            fixed_arch(blocks, bits),
+            if bits >= FP { FP } else { model::EDGE_BITS },
+        );
     }
     let schedule = Schedule {
         steps: (search_steps(&p) + p.usize("qat_steps")) as u64,
@@ -472,7 +475,14 @@ impl<D: Device<f32>> QnasRun<D> {
         let dev = self.dev.clone();
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x0A7);
         let blocks: Vec<Vec<Cand>> = arch.iter().map(|&k| vec![k]).collect();
-        let net = SrNet::new(&dev, self.p.usize("channels"), &blocks, edge_bits, &mut rng, 1);
+        let net = SrNet::new(
+            &dev,
+            self.p.usize("channels"),
+            &blocks,
+            edge_bits,
+            &mut rng,
+            1,
+        );
         let fp = edge_bits >= FP;
         self.arch = arch;
         self.qat = Some(Qat {
@@ -513,7 +523,10 @@ impl<D: Device<f32>> QnasRun<D> {
         // The derived net with the supernet's weights: one-hot logits (softmax exactly 1 / 0).
         let ids: Vec<_> = s.net.blocks.iter().filter_map(|b| b.alpha).collect();
         for (id, k) in ids.iter().zip(&derived) {
-            let pos = model::search_space().iter().position(|x| x == k).unwrap_or(0);
+            let pos = model::search_space()
+                .iter()
+                .position(|x| x == k)
+                .unwrap_or(0);
             let mut v = vec![-1e4f32; model::search_space().len()];
             v[pos] = 0.0;
             s.net.arch.upload(*id, v);
@@ -531,11 +544,7 @@ impl<D: Device<f32>> QnasRun<D> {
 
     fn search_step(&mut self, step: usize) -> Result<f64, RunStop> {
         let t0 = Instant::now();
-        let (b, half, n) = (
-            self.p.usize("batch"),
-            self.data.half,
-            self.data.n_train(),
-        );
+        let (b, half, n) = (self.p.usize("batch"), self.data.half, self.data.n_train());
         let total = self.p.usize("search_steps");
         let warmup = self.p.usize("warmup");
         let lr = self.p.f64("lr");
@@ -618,10 +627,7 @@ impl<D: Device<f32>> QnasRun<D> {
 
 impl<D: Device<f32>> Trainer for QnasRun<D> {
     fn evaluate(&mut self, _step: u64, _last: bool) -> Result<Evaluation, RunStop> {
-        let mut values = vec![
-            ("psnr_nearest", self.nearest_psnr),
-            ("entropy_line", 0.1),
-        ];
+        let mut values = vec![("psnr_nearest", self.nearest_psnr), ("entropy_line", 0.1)];
         let mut pictures = Vec::new();
         if self.loss_sum.1 > 0 {
             values.push(("loss_l1", self.loss_sum.0 / self.loss_sum.1 as f64));
@@ -648,7 +654,10 @@ impl<D: Device<f32>> Trainer for QnasRun<D> {
         if let Some(q) = &self.qat {
             let sr = q.net.predict(&self.data.lr_test, q.mode);
             let psnr_q = set_psnr(&sr, &self.data.hr_test);
-            let fp = set_psnr(&q.net.predict(&self.data.lr_test, Mode::Fp), &self.data.hr_test);
+            let fp = set_psnr(
+                &q.net.predict(&self.data.lr_test, Mode::Fp),
+                &self.data.hr_test,
+            );
             values.push(("psnr_test", psnr_q));
             values.push(("psnr_fp_gap", fp - psnr_q));
             values.push(("bitops", self.bitops() / 1e6));

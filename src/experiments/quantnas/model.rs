@@ -178,7 +178,11 @@ impl QConv {
         let ks = shape.kernel_shape();
         let values: Vec<f32> = uniform_fan_in(ks.iter().product(), fan, rng);
         let w = store.add(&format!("{name}.weight"), &ks, values.clone());
-        let b = store.add(&format!("{name}.bias"), &[cout], uniform_fan_in(cout, fan, rng));
+        let b = store.add(
+            &format!("{name}.bias"),
+            &[cout],
+            uniform_fan_in(cout, fan, rng),
+        );
         let steps = bits
             .iter()
             .filter(|&&b| b < FP)
@@ -187,7 +191,10 @@ impl QConv {
                     .chunks(fan)
                     .map(|ch| quant::lsq_init(ch, bits))
                     .collect();
-                (bits, store.add(&format!("{name}.step{bits}"), &[cout], init))
+                (
+                    bits,
+                    store.add(&format!("{name}.step{bits}"), &[cout], init),
+                )
             })
             .collect();
         QConv { w, b, shape, steps }
@@ -284,7 +291,13 @@ impl<D: Device<f32>> SrNet<D> {
                 .then(|| QConv::new(&mut store, &name("conv1x1"), (c, c, 1), &b1, rng));
             let bottleneck = (!bb.is_empty()).then(|| {
                 [
-                    QConv::new(&mut store, &name("bottleneck.reduce"), (c, c / 2, 1), &bb, rng),
+                    QConv::new(
+                        &mut store,
+                        &name("bottleneck.reduce"),
+                        (c, c / 2, 1),
+                        &bb,
+                        rng,
+                    ),
                     QConv::new(
                         &mut store,
                         &name("bottleneck.conv"),
@@ -292,11 +305,22 @@ impl<D: Device<f32>> SrNet<D> {
                         &bb,
                         rng,
                     ),
-                    QConv::new(&mut store, &name("bottleneck.expand"), (c / 2, c, 1), &bb, rng),
+                    QConv::new(
+                        &mut store,
+                        &name("bottleneck.expand"),
+                        (c / 2, c, 1),
+                        &bb,
+                        rng,
+                    ),
                 ]
             });
-            let alpha = (cands.len() > 1)
-                .then(|| arch.add(&format!("alpha.block{k}"), &[cands.len()], vec![0.0; cands.len()]));
+            let alpha = (cands.len() > 1).then(|| {
+                arch.add(
+                    &format!("alpha.block{k}"),
+                    &[cands.len()],
+                    vec![0.0; cands.len()],
+                )
+            });
             bs.push(Block {
                 cands: cands.clone(),
                 conv3,
@@ -515,7 +539,11 @@ impl<D: Device<f32>> SrNet<D> {
                 let mut rows = Vec::with_capacity(k * n);
                 for &b in &mix.bits {
                     if mode == Mode::Noise {
-                        rows.extend(quant::quantization_noise(&r, b, &mut *self.rng.borrow_mut()));
+                        rows.extend(quant::quantization_noise(
+                            &r,
+                            b,
+                            &mut *self.rng.borrow_mut(),
+                        ));
                     } else {
                         let qv = quant::minmax_round(&r, b);
                         rows.extend(qv.iter().zip(&r).map(|(a, b)| a - b));
@@ -546,13 +574,7 @@ impl<D: Device<f32>> SrNet<D> {
         self.kernel_mix(l, &mix, mode).as_vec()
     }
 
-    fn conv<T: Tape<f32, D>>(
-        &self,
-        l: &QConv,
-        a: M<D, T>,
-        mix: &Mix<D, T>,
-        mode: Mode,
-    ) -> M<D, T> {
+    fn conv<T: Tape<f32, D>>(&self, l: &QConv, a: M<D, T>, mix: &Mix<D, T>, mode: Mode) -> M<D, T> {
         let rows = a.shape().0;
         let batch = rows / (LR * LR);
         let kernel = self.kernel_mix::<T>(l, mix, mode);
@@ -614,12 +636,9 @@ impl<D: Device<f32>> SrNet<D> {
             let rows = h.shape().0;
             let shape = (rows, self.channels);
             let mut side = T::default();
-            let probs = block.alpha.map(|id| {
-                self.arch
-                    .flat(id)
-                    .retaped::<T>()
-                    .softmax::<Axis<0>>()
-            });
+            let probs = block
+                .alpha
+                .map(|id| self.arch.flat(id).retaped::<T>().softmax::<Axis<0>>());
             let mut mix: Option<M<D, T>> = None;
             for op in [Op::Conv3, Op::Conv1, Op::Bottleneck] {
                 let members: Vec<(usize, u32)> = block
@@ -643,7 +662,9 @@ impl<D: Device<f32>> SrNet<D> {
                         let idx = dev.upload(members.iter().map(|m| m.0).collect(), (k,));
                         let pv = p.retaped::<T>().gather(idx);
                         let total = pv.retaped::<T>().sum::<Rank0, _>();
-                        let q = pv / total.retaped::<T>().broadcast_like(&(k,));
+                        // A tiny floor keeps q finite when every member's probability underflows
+                        // (one-hot logits): the operation is then weighted by P_op = 0 anyway.
+                        let q = pv / (total.retaped::<T>() + 1e-30).broadcast_like(&(k,));
                         let m = Mix { bits, q: Some(q) };
                         let out = self.operation(block, op, h.retaped::<T>(), &m, mode);
                         if let Some(q) = m.q {

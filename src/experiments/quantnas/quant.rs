@@ -18,9 +18,9 @@ pub fn range(x: &[f32]) -> f64 {
     if x.is_empty() {
         return 0.0;
     }
-    let (lo, hi) = x.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = x
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     (hi - lo) as f64
 }
 
@@ -165,7 +165,10 @@ mod tests {
         let x = [0.0, 0.4, 0.6, 1.49, 2.51, 3.0];
         assert_eq!(minmax_round(&x, 2), vec![0.0, 0.0, 1.0, 1.0, 3.0, 3.0]);
         // Range [-1, 1], 1 bit: levels -1 and 1.
-        assert_eq!(minmax_round(&[-1.0, -0.1, 0.1, 1.0], 1), vec![-1.0, -1.0, 1.0, 1.0]);
+        assert_eq!(
+            minmax_round(&[-1.0, -0.1, 0.1, 1.0], 1),
+            vec![-1.0, -1.0, 1.0, 1.0]
+        );
     }
 
     #[test]
