@@ -153,7 +153,7 @@ impl Experiment for QuantNasSr {
     }
 
     fn validate(&self, p: &Params) -> Result<(), String> {
-        if p.usize("channels") % 2 != 0 {
+        if !p.usize("channels").is_multiple_of(2) {
             return Err("channels must be even (the bottleneck halves them)".into());
         }
         if p.text("search") != "fixed" && p.usize("warmup") > p.usize("search_steps") {

@@ -240,12 +240,15 @@ pub struct SrNet<D: Device<f32>> {
     pub channels: usize,
     pub edge_bits: u32,
     hwgq: Vec<(u32, f64)>,
-    idx: RefCell<Vec<((usize, usize, usize), Tensor<(usize,), usize, D>)>>,
-    pixel_shuffle: RefCell<Option<(usize, Tensor<(usize,), usize, D>)>>,
+    idx: RefCell<IndexCache<D>>,
+    pixel_shuffle: RefCell<Option<(usize, Index<D>)>>,
     rng: RefCell<StdRng>,
 }
 
 type M<D, T> = Tensor<(usize, usize), f32, D, T>;
+type Index<D> = Tensor<(usize,), usize, D>;
+/// im2col indices by (input channels, kernel, batch).
+type IndexCache<D> = Vec<((usize, usize, usize), Index<D>)>;
 
 /// The bit-widths an operation runs at and, in a supernet, their mixing weights
 /// `q_b = p_(op,b) / sum_b' p_(op,b')` (None: one bit-width, weight 1).
@@ -267,7 +270,7 @@ impl<D: Device<f32>> SrNet<D> {
     ) -> SrNet<D> {
         use rand::SeedableRng;
         let c = channels;
-        assert!(c >= 2 && c % 2 == 0, "an even channel count");
+        assert!(c >= 2 && c.is_multiple_of(2), "an even channel count");
         let mut store = ParamStore::new(dev);
         let mut arch = ParamStore::new(dev);
         let head = QConv::new(&mut store, "head", (1, c, 3), &[edge_bits], rng);

@@ -1,8 +1,8 @@
 //! The QuantNAS verdict, from the runs' final values (means over seeds with standard errors).
 //!
 //! 1. (claim: frontier) For each `fixed-{8,4,2}bit` arm some `qnas-qn-mu*` arm has BitOps <=
-//!    its BitOps and PSNR >= its PSNR - 0.05 dB, with at least one such pair improving by
-//!    >= 0.2 dB or >= 25% fewer BitOps, its qnas-qn net matched by no fixed net at <= its
+//!    its BitOps and PSNR >= its PSNR - 0.05 dB, with at least one such pair improving by at
+//!    least 0.2 dB or 25% of the BitOps, its qnas-qn net matched by no fixed net at no more
 //!    BitOps (above the uniform frontier: a search that returns a fixed net is not a gain).
 //! 2. (claim: QN vs straight-through in the search) At mu 0.1 the QN-searched net's PSNR >= the
 //!    STE-searched net's, at no more than 1.1x its BitOps.
