@@ -611,6 +611,8 @@ fn picker_groups_presets_by_theme_with_papers_not_built_dimmed() {
     // A built paper is a preset line (with its run status) under its theme.
     let rrcm = line_of(&every, "rrcm-smoothing  never run");
     assert!(line_of(&every, "generative models") < rrcm, "{every}");
+    let quantnas = line_of(&every, "quantnas-sr  never run");
+    assert!(line_of(&every, "sparse and compressed models") < quantnas, "{every}");
     // Two papers without a preset, as before they are built (every other paper is built).
     let mut a = app_missing(root.path(), &["quantnas-sr", "rrcm-smoothing"]);
     let s = screen(&a, 140, 60);
@@ -626,6 +628,7 @@ fn picker_groups_presets_by_theme_with_papers_not_built_dimmed() {
     // Papers not built yet are listed under their theme; presets off the roadmap come last.
     let quantnas = line_of(&s, "quantnas-sr");
     assert!(sparse < quantnas && quantnas < supervised, "{s}");
+    assert!(!s.contains("quantnas-sr  never run"), "{s}");
     assert!(s.contains("rrcm-smoothing"), "{s}");
     assert!(line_of(&s, "other presets") < line_of(&s, "short-stability  never run"));
     // Papers not built are not selectable: Down goes from preset to preset.

@@ -20,6 +20,7 @@ pub mod obc;
 pub mod oomd;
 pub mod profile;
 pub mod pskd;
+pub mod quantnas;
 pub mod random_teachers;
 pub mod reddiff;
 pub mod rrcm;
@@ -111,6 +112,7 @@ static INTERPOLANTS: interpolants::StochasticInterpolants = interpolants::Stocha
 static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
 static SHUFFLE: shuffle::LayerwiseShuffle = shuffle::LayerwiseShuffle;
 static RRCM: rrcm::RrcmSmoothing = rrcm::RrcmSmoothing;
+static QUANTNAS: quantnas::QuantNasSr = quantnas::QuantNasSr;
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {
@@ -138,6 +140,7 @@ pub fn all() -> Vec<&'static dyn Experiment> {
         &SMOOTH,
         &SHUFFLE,
         &RRCM,
+        &QUANTNAS,
     ]
 }
 
