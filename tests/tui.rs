@@ -202,6 +202,77 @@ fn verdict_panel_shows_claim_and_each_check() {
 }
 
 #[test]
+fn verdict_panel_plots_every_arm_in_the_experiments_plane() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = app(root.path());
+    let i = a
+        .presets
+        .iter()
+        .position(|p| p.id == "quantnas-sr")
+        .unwrap();
+    let p = a.presets[i].clone();
+    a.select_preset(i);
+    let dir = root.path().join("quantnas-sr-x");
+    let arms = [("fixed-4bit", 2.5, 17.4), ("qnas-qn-mu0", 6.6, 17.3)];
+    let infos: Vec<RunInfo> = arms
+        .iter()
+        .enumerate()
+        .map(|(k, (arm, _, _))| RunInfo {
+            id: 40 + k as u64,
+            launch: 3,
+            preset: p.id.clone(),
+            arm: arm.to_string(),
+            seed: 0,
+            params: Params::default(),
+            total_steps: 10,
+            dir: dir.join(format!("{arm}-s0")),
+            device: Default::default(),
+        })
+        .collect();
+    a.add_launch(&p.id, 3, &dir, &infos);
+    for (info, (_, bitops, psnr)) in infos.iter().zip(arms) {
+        a.apply(EngineEvent::Started { run: info.id });
+        a.apply(EngineEvent::Metrics {
+            run: info.id,
+            point: MetricPoint {
+                step: 10,
+                elapsed_s: 1.0,
+                metrics: [("bitops", bitops), ("psnr_test", psnr)]
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect(),
+            },
+        });
+        a.apply(EngineEvent::Ended {
+            run: info.id,
+            status: RunStatus::Completed { steps: 10 },
+            final_values: BTreeMap::new(),
+        });
+    }
+    a.apply(EngineEvent::LaunchEnded {
+        launch: 3,
+        verdict: Verdict {
+            preset: p.id.clone(),
+            claim: "the claim".into(),
+            checks: vec![],
+        },
+    });
+    a.focus = Panel::Verdict;
+    let s = screen(&a, 140, 44);
+    assert!(
+        s.contains("Per arm: psnr_test against bitops, log scale"),
+        "{s}"
+    );
+    // Each arm is a legend entry; the x labels are BitOps (not their log).
+    assert!(s.contains("fixed-4bit") && s.contains("qnas-qn-mu0"), "{s}");
+    assert!(s.contains("bitops") && s.contains("psnr_test"), "{s}");
+    // Too short a panel keeps the text only; no size panics.
+    for (w, h) in [(80, 24), (60, 20), (200, 60)] {
+        screen(&a, w, h);
+    }
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     use reglab::tui::keymap::{help_rows, lookup, KEYMAP};
     let root = tempfile::tempdir().unwrap();
@@ -612,7 +683,10 @@ fn picker_groups_presets_by_theme_with_papers_not_built_dimmed() {
     let rrcm = line_of(&every, "rrcm-smoothing  never run");
     assert!(line_of(&every, "generative models") < rrcm, "{every}");
     let quantnas = line_of(&every, "quantnas-sr  never run");
-    assert!(line_of(&every, "sparse and compressed models") < quantnas, "{every}");
+    assert!(
+        line_of(&every, "sparse and compressed models") < quantnas,
+        "{every}"
+    );
     // Two papers without a preset, as before they are built (every other paper is built).
     let mut a = app_missing(root.path(), &["quantnas-sr", "rrcm-smoothing"]);
     let s = screen(&a, 140, 60);

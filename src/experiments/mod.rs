@@ -74,6 +74,11 @@ pub trait Experiment: Send + Sync {
     fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
         None
     }
+    /// The plane the verdict panel draws every arm's point in (mean over seeds of two final
+    /// values), e.g. PSNR against BitOps for a cost-quality frontier.
+    fn verdict_plane(&self) -> Option<VerdictPlane> {
+        None
+    }
     /// Appends this experiment's speed figures to `reglab bench`'s report.
     fn bench(&self, _quick: bool, _out: &mut String) {}
     /// Checks a run's parameters together (each one alone was checked against its range); the
@@ -113,6 +118,15 @@ static SMOOTH: smooth::SmoothDiffusion = smooth::SmoothDiffusion;
 static SHUFFLE: shuffle::LayerwiseShuffle = shuffle::LayerwiseShuffle;
 static RRCM: rrcm::RrcmSmoothing = rrcm::RrcmSmoothing;
 static QUANTNAS: quantnas::QuantNasSr = quantnas::QuantNasSr;
+
+/// Two final values a verdict compares arms by, as a plane: `y` against `x` (log10 of `x` when
+/// `log_x`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VerdictPlane {
+    pub x: &'static str,
+    pub y: &'static str,
+    pub log_x: bool,
+}
 
 /// Every experiment compiled in.
 pub fn all() -> Vec<&'static dyn Experiment> {

@@ -173,6 +173,14 @@ impl Experiment for QuantNasSr {
         )]
     }
 
+    fn verdict_plane(&self) -> Option<crate::experiments::VerdictPlane> {
+        Some(crate::experiments::VerdictPlane {
+            x: "bitops",
+            y: "psnr_test",
+            log_x: true,
+        })
+    }
+
     fn verdict_bar(&self) -> Option<(&'static str, Option<&'static str>)> {
         Some(("psnr_test", None))
     }

@@ -1,11 +1,17 @@
 //! The verdict panel: the claim, then each check with its numbers, holds or fails.
 
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::widgets::{
+    Axis, Block, Borders, Chart, Dataset, GraphType, LegendPosition, Paragraph, Wrap,
+};
 use ratatui::Frame;
 
+use super::run_color;
+use crate::experiments::VerdictPlane;
+use crate::report::fmt_num;
 use crate::tui::app::App;
 use crate::verdict::Outcome;
 
@@ -99,13 +105,113 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             }
         }
     }
+    let points = match app.verdicts.get(&p.id) {
+        Some((_, dir)) => plane_points(app, &p.experiment, dir),
+        None => None,
+    };
+    let text_area = match points {
+        Some((plane, points)) if area.height >= 24 && area.width >= 40 => {
+            let chart_rows = (area.height / 2).min(18);
+            let [top, bottom] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(chart_rows)]).areas(area);
+            render_plane(frame, bottom, plane, &points);
+            top
+        }
+        _ => area,
+    };
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .scroll((app.verdict_scroll, 0))
             .block(block),
-        area,
+        text_area,
     );
+}
+
+/// Every arm's point in the experiment's verdict plane: `(arm, x, y)`, the means over the arm's
+/// seeds of the last values (log10 of x when the plane says so); None without a plane or a point.
+#[allow(clippy::type_complexity)]
+fn plane_points(
+    app: &App,
+    experiment: &str,
+    dir: &std::path::Path,
+) -> Option<(VerdictPlane, Vec<(String, f64, f64)>)> {
+    let plane = crate::experiments::find(experiment)?.verdict_plane()?;
+    let mut by_arm: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for r in app.runs.iter().filter(|r| r.dir.parent() == Some(dir)) {
+        let x = r.last(plane.x).filter(|x| !plane.log_x || *x > 0.0);
+        let x = x.map(|x| if plane.log_x { x.log10() } else { x });
+        if let Some((x, y)) = x.zip(r.last(plane.y)) {
+            if x.is_finite() && y.is_finite() {
+                by_arm.entry(r.arm.clone()).or_default().push((x, y));
+            }
+        }
+    }
+    let points: Vec<(String, f64, f64)> = by_arm
+        .into_iter()
+        .map(|(arm, v)| {
+            let n = v.len() as f64;
+            let x = v.iter().map(|p| p.0).sum::<f64>() / n;
+            let y = v.iter().map(|p| p.1).sum::<f64>() / n;
+            (arm, x, y)
+        })
+        .collect();
+    (!points.is_empty()).then_some((plane, points))
+}
+
+/// `lo..hi` widened by 8% each side (by 1 when the points share one value).
+fn padded(values: impl Iterator<Item = f64> + Clone) -> [f64; 2] {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    let pad = if hi > lo { 0.08 * (hi - lo) } else { 1.0 };
+    [lo - pad, hi + pad]
+}
+
+/// The arms' points as a scatter, one colour and legend entry per arm.
+fn render_plane(frame: &mut Frame, area: Rect, plane: VerdictPlane, points: &[(String, f64, f64)]) {
+    let data: Vec<[(f64, f64); 1]> = points.iter().map(|p| [(p.1, p.2)]).collect();
+    let datasets: Vec<Dataset> = points
+        .iter()
+        .zip(&data)
+        .enumerate()
+        .map(|(i, (p, d))| {
+            Dataset::default()
+                .name(p.0.clone())
+                .data(d)
+                .graph_type(GraphType::Scatter)
+                .marker(Marker::Block)
+                .style(Style::default().fg(run_color(i)))
+        })
+        .collect();
+    let [x0, x1] = padded(points.iter().map(|p| p.1));
+    let [y0, y1] = padded(points.iter().map(|p| p.2));
+    let xlabel = |v: f64| {
+        if plane.log_x {
+            fmt_num(10f64.powf(v))
+        } else {
+            fmt_num(v)
+        }
+    };
+    let chart = Chart::new(datasets)
+        .block(Block::default().borders(Borders::ALL).title(format!(
+            " Per arm: {} against {}{} (mean over seeds) ",
+            plane.y,
+            plane.x,
+            if plane.log_x { ", log scale" } else { "" }
+        )))
+        .legend_position(Some(LegendPosition::TopRight))
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 1)))
+        .x_axis(Axis::default().title(plane.x).bounds([x0, x1]).labels(vec![
+            Line::from(xlabel(x0)),
+            Line::from(xlabel((x0 + x1) / 2.0)),
+            Line::from(xlabel(x1)),
+        ]))
+        .y_axis(Axis::default().title(plane.y).bounds([y0, y1]).labels(vec![
+            Line::from(fmt_num(y0)),
+            Line::from(fmt_num((y0 + y1) / 2.0)),
+            Line::from(fmt_num(y1)),
+        ]));
+    frame.render_widget(chart, area);
 }
 
 /// One bar per arm of the launch in `dir`: the experiment's verdict metric (over its reference),
