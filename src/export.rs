@@ -221,6 +221,8 @@ struct Spec {
     unit: String,
     log: bool,
     reference: Option<String>,
+    /// The x axis's name and steps per unit (`MetricSpec::x_axis`).
+    x_axis: (String, f64),
 }
 
 fn spec_of(experiment: &str, name: &str) -> Spec {
@@ -232,12 +234,14 @@ fn spec_of(experiment: &str, name: &str) -> Spec {
             unit: m.unit.to_string(),
             log: m.log_scale,
             reference: m.reference.map(str::to_string),
+            x_axis: (m.x_name().to_string(), m.x_of(1.0).recip()),
         },
         None => Spec {
             label: name.to_string(),
             unit: String::new(),
             log: false,
             reference: None,
+            x_axis: ("step".into(), 1.0),
         },
     }
 }
@@ -305,6 +309,7 @@ struct Chart<'a> {
     title: &'a str,
     y_desc: &'a str,
     x: Range<f64>,
+    x_desc: &'a str,
     arms: &'a [ArmSeries],
     /// The name of the reference series, when drawn.
     reference: Option<&'a str>,
@@ -332,9 +337,12 @@ where
         .map_err(&err)?;
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(c.x_desc)
         .y_desc(c.y_desc)
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| {
+            let s = format!("{v:.3}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        })
         .light_line_style(BLACK.mix(0.06))
         .draw()
         .map_err(&err)?;
@@ -463,7 +471,7 @@ fn write_charts(runs: &[Run], dir: &Path) -> Result<usize, String> {
         };
         let log = spec.log && values().filter(|v| v.is_finite()).all(|v| v > 0.0);
         let usable = |v: f64| v.is_finite() && (!log || v > 0.0);
-        let arms: Vec<ArmSeries> = by_arm
+        let mut arms: Vec<ArmSeries> = by_arm
             .iter()
             .enumerate()
             .map(|(i, (arm, rs))| {
@@ -479,6 +487,15 @@ fn write_charts(runs: &[Run], dir: &Path) -> Result<usize, String> {
                 }
             })
             .collect();
+        let per_unit = spec.x_axis.1;
+        for seg in arms
+            .iter_mut()
+            .flat_map(|a| a.main.iter_mut().chain(a.reference.iter_mut()))
+        {
+            for p in seg.iter_mut() {
+                p.0 /= per_unit;
+            }
+        }
         let all = arms
             .iter()
             .flat_map(|a| a.main.iter().chain(&a.reference).flatten());
@@ -521,6 +538,7 @@ fn write_charts(runs: &[Run], dir: &Path) -> Result<usize, String> {
             title: &title,
             y_desc: &y_desc,
             x: x0..x1,
+            x_desc: &spec.x_axis.0,
             arms: &arms,
             reference,
         };

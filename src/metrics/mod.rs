@@ -34,6 +34,9 @@ pub struct MetricSpec {
     pub std_err: Option<&'static str>,
     /// Also chart this metric relative to a baseline arm of the same launch and seed.
     pub relative: Option<Relative>,
+    /// What the step means for a metric recorded against something else (e.g. a radius, a
+    /// batch size): the x axis's name and how many steps make one of its units.
+    pub x_axis: Option<(&'static str, f64)>,
 }
 
 /// A derived series: a metric divided by the same metric of the baseline run (the run of the
@@ -57,6 +60,7 @@ impl MetricSpec {
             reference: None,
             std_err: None,
             relative: None,
+            x_axis: None,
         }
     }
     pub const fn log(mut self) -> MetricSpec {
@@ -75,6 +79,21 @@ impl MetricSpec {
         self.std_err = Some(other);
         self
     }
+    /// Charts this metric against `name` = step / `steps_per_unit` instead of the step.
+    pub const fn x_axis(mut self, name: &'static str, steps_per_unit: f64) -> MetricSpec {
+        self.x_axis = Some((name, steps_per_unit));
+        self
+    }
+    /// The x axis's name and the x of a step.
+    pub fn x_of(&self, step: f64) -> f64 {
+        match self.x_axis {
+            Some((_, per)) => step / per,
+            None => step,
+        }
+    }
+    pub fn x_name(&self) -> &'static str {
+        self.x_axis.map_or("step", |a| a.0)
+    }
     pub const fn relative(mut self, r: Relative) -> MetricSpec {
         self.relative = Some(r);
         self
@@ -90,6 +109,30 @@ impl MetricSpec {
             reference: None,
             std_err: None,
             relative: None,
+            x_axis: self.x_axis,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_recorded_against_another_axis_maps_its_steps() {
+        let plain = MetricSpec::new("loss", "loss");
+        assert_eq!((plain.x_name(), plain.x_of(250.0)), ("step", 250.0));
+        let curve = MetricSpec::new("cert", "certified accuracy").x_axis("radius r", 100.0);
+        assert_eq!((curve.x_name(), curve.x_of(25.0)), ("radius r", 0.25));
+        let rel = curve
+            .relative(Relative {
+                name: "cert_rel",
+                label: "relative",
+                param: "arm",
+                value: "base",
+            })
+            .relative_spec()
+            .unwrap();
+        assert_eq!(rel.x_name(), "radius r");
     }
 }

@@ -192,28 +192,33 @@ impl Experiment for LrBatchRmt {
     fn metrics(&self) -> Vec<MetricSpec> {
         vec![
             MetricSpec::new("max_lr_sgd", "largest stable SGD lr")
-                .unit("lr, x = batch size B")
+                .unit("lr")
+                .x_axis("batch size B", 1.0)
                 .log()
                 .reference("sgd_linear_rule"),
             MetricSpec::new("max_lr_adam", "largest stable Adam lr")
-                .unit("lr, x = batch size B")
+                .unit("lr")
+                .x_axis("batch size B", 1.0)
                 .log()
                 .reference("adam_sqrt_rule"),
             MetricSpec::new("lambda_max_hessian", "batch Hessian lambda_max")
-                .unit("mean over batches, x = batch size B")
+                .unit("mean over batches")
+                .x_axis("batch size B", 1.0)
                 .log()
                 .reference("lambda_max_full")
                 .std_err("lambda_max_hessian_se"),
             MetricSpec::new("lambda_max_gn", "batch Gauss-Newton lambda_max")
-                .unit("mean over batches, x = batch size B")
+                .unit("mean over batches")
+                .x_axis("batch size B", 1.0)
                 .log()
                 .reference("lambda_max_full_gn"),
             MetricSpec::new("excess_lambda", "lambda_B - lambda_N")
-                .unit("x = batch size B")
+                .x_axis("batch size B", 1.0)
                 .log()
                 .reference("excess_rule"),
             MetricSpec::new("two_over_lambda", "2 / lambda_max (quadratic-model bound)")
                 .unit("lr")
+                .x_axis("batch size B", 1.0)
                 .log(),
             MetricSpec::new("exponent", "fitted log-log slope over S so far")
                 .reference("claimed_exponent"),

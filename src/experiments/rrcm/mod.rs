@@ -201,7 +201,8 @@ impl Experiment for RrcmSmoothing {
     fn metrics(&self) -> Vec<MetricSpec> {
         vec![
             MetricSpec::new("cert_curve", "certified accuracy vs radius")
-                .unit("x = 100 r (step = radius in hundredths); reference: a constant classifier")
+                .unit("fraction of test images; reference: a constant classifier")
+                .x_axis("radius r", 100.0)
                 .reference("chance"),
             MetricSpec::new("cert_acc_r050", "certified accuracy at r = 0.5")
                 .unit("fraction; streamed per certified image")

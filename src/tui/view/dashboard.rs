@@ -188,6 +188,11 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
             series.push((ci, Trace::Reference, to_scale(&mean_by_step(&refs), log)));
         }
     }
+    for (_, _, s) in &mut series {
+        for p in s.iter_mut() {
+            p.0 = m.x_of(p.0);
+        }
+    }
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (_, _, s) in &series {
         for &(x, y) in s {
@@ -272,7 +277,7 @@ fn render_chart(app: &App, frame: &mut Frame, area: Rect, shown: &[usize]) {
         .hidden_legend_constraints((Constraint::Ratio(1, 3), Constraint::Ratio(1, 2)))
         .x_axis(
             Axis::default()
-                .title("step")
+                .title(m.x_name())
                 .bounds([x0, x1])
                 .labels(vec![
                     Line::from(fmt_num(x0)),
