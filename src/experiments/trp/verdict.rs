@@ -280,18 +280,16 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             .iter()
             .map(|r| r.value("test_acc_trunc") - r.value("nuc_posthoc_acc"))
             .collect();
-        c4.case(
-            true,
-            format!(
-                "nuclear-only twin: dense {}, truncated at TRP's ranks {}; plain twin truncated {}; \
+        c4.note(format!(
+            "nuclear-only twin: dense {}, truncated at TRP's ranks {}; plain twin truncated {}; \
                  TRP truncated - nuclear-only truncated {} (seeds: {})",
-                fmt_mean_se(nd),
-                fmt_mean_se(np),
-                fmt_mean_se(runs_mean_se(&nuc, "posthoc_acc")),
-                fmt_mean_se(mean_se(&gain)),
-                per_seed(&nuc, |r| r.value("test_acc_trunc") - r.value("nuc_posthoc_acc"))
-            ),
-        );
+            fmt_mean_se(nd),
+            fmt_mean_se(np),
+            fmt_mean_se(runs_mean_se(&nuc, "posthoc_acc")),
+            fmt_mean_se(mean_se(&gain)),
+            per_seed(&nuc, |r| r.value("test_acc_trunc")
+                - r.value("nuc_posthoc_acc"))
+        ));
         c4.number("nuclear.posthoc_acc", np.0);
         c4.number("nuclear.test_acc", nd.0);
     }
@@ -318,19 +316,16 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         for l in c.lines {
             c5.note(l);
         }
-        c5.case(
-            true,
-            format!(
-                "e = {e2}: compression {}x; truncated TRP {} (dense plain {}); plain truncated at \
+        c5.note(format!(
+            "e = {e2}: compression {}x; truncated TRP {} (dense plain {}); plain truncated at \
                  TRP's ranks {}; advantage {} (seeds: {})",
-                fmt_mean_se(c.compression),
-                fmt_mean_se(c.trunc),
-                fmt_mean_se(c.twin_dense),
-                fmt_mean_se(c.posthoc),
-                fmt_mean_se(c.gain),
-                per_seed(&r2, |r| r.value("test_acc_trunc") - r.value("posthoc_acc"))
-            ),
-        );
+            fmt_mean_se(c.compression),
+            fmt_mean_se(c.trunc),
+            fmt_mean_se(c.twin_dense),
+            fmt_mean_se(c.posthoc),
+            fmt_mean_se(c.gain),
+            per_seed(&r2, |r| r.value("test_acc_trunc") - r.value("posthoc_acc"))
+        ));
         c5.number(format!("e{e2}.compression"), c.compression.0);
         c5.number(format!("e{e2}.advantage"), c.gain.0);
     }
@@ -365,18 +360,15 @@ fn standalone(runs: &[FinishedRun], subjects: &[&FinishedRun]) -> Check {
     arms.dedup();
     for arm in arms {
         let rs: Vec<&FinishedRun> = alone.iter().copied().filter(|r| r.arm == arm).collect();
-        c.case(
-            true,
-            format!(
-                "{arm}: dense {}, truncated at its own energy ranks {}, ranks {} / {}, \
+        c.note(format!(
+            "{arm}: dense {}, truncated at its own energy ranks {}, ranks {} / {}, \
                  compression {}x",
-                fmt_mean_se(runs_mean_se(&rs, "test_acc")),
-                fmt_mean_se(runs_mean_se(&rs, "test_acc_trunc")),
-                fmt_mean_se(runs_mean_se(&rs, "rank_l2")),
-                fmt_mean_se(runs_mean_se(&rs, "rank_l3")),
-                fmt_mean_se(runs_mean_se(&rs, "compression"))
-            ),
-        );
+            fmt_mean_se(runs_mean_se(&rs, "test_acc")),
+            fmt_mean_se(runs_mean_se(&rs, "test_acc_trunc")),
+            fmt_mean_se(runs_mean_se(&rs, "rank_l2")),
+            fmt_mean_se(runs_mean_se(&rs, "rank_l3")),
+            fmt_mean_se(runs_mean_se(&rs, "compression"))
+        ));
     }
     for s in subjects {
         let twin = alone.iter().find(|b| {
