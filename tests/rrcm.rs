@@ -195,6 +195,19 @@ fn finished(arm: &str, seed: u64, clean: f64, top: f64, cert: [f64; 5], ms: f64)
 }
 
 fn launch(rrcm_collapsed: bool, denoise_collapsed: bool) -> Vec<FinishedRun> {
+    launch_with(
+        rrcm_collapsed,
+        denoise_collapsed,
+        [0.8, 0.5, 0.3, 0.1, 0.05],
+    )
+}
+
+/// A launch whose healthy denoise runs certify `denoise_curve` (at r = 0, 0.25, 0.5, 0.75, 1).
+fn launch_with(
+    rrcm_collapsed: bool,
+    denoise_collapsed: bool,
+    denoise_curve: [f64; 5],
+) -> Vec<FinishedRun> {
     let mut runs = Vec::new();
     for seed in 0..3 {
         for s in ["0.25", "0.5"] {
@@ -206,7 +219,7 @@ fn launch(rrcm_collapsed: bool, denoise_collapsed: bool) -> Vec<FinishedRun> {
                     seed,
                     0.8,
                     0.15,
-                    [0.8, 0.5, 0.3, 0.1, 0.05],
+                    denoise_curve,
                     8.0,
                 )
             });
@@ -244,6 +257,53 @@ fn a_collapsed_classifier_fails_the_claim_and_a_collapsed_baseline_voids_it() {
     assert_eq!(v.check("0").unwrap().outcome, Outcome::Inconclusive);
     assert_eq!(v.check("1").unwrap().outcome, Outcome::Inconclusive);
     assert_eq!(v.outcome(), Outcome::Inconclusive);
+    // A denoiser that certifies almost nothing beyond r = 0: the collapsed rrcm's chance-level
+    // "certified" accuracy is above it at every claim radius, and only the guard fails it.
+    let weak = [0.8, 0.05, 0.05, 0.05, 0.05];
+    assert_eq!(
+        exp.verdict("claim", "rrcm-smoothing", &launch_with(false, false, weak))
+            .outcome(),
+        Outcome::Holds
+    );
+    let v = exp.verdict("claim", "rrcm-smoothing", &launch_with(true, false, weak));
+    assert_eq!(v.check("0").unwrap().outcome, Outcome::Fails);
+    assert_eq!(v.check("1").unwrap().outcome, Outcome::Fails);
+    assert_eq!(v.outcome(), Outcome::Fails);
+    // An rrcm seed that diverged counts against the method; a run stopped (or failed) voids
+    // the comparison, so the means never cover different seeds.
+    let with_status = |arm: &str, status: RunStatus| -> Vec<FinishedRun> {
+        let mut runs = launch(false, false);
+        let r = runs
+            .iter_mut()
+            .find(|r| r.arm == arm && r.seed == 1)
+            .unwrap();
+        r.status = status;
+        runs
+    };
+    let diverged = RunStatus::Diverged {
+        step: 7,
+        reason: "loss is NaN".into(),
+    };
+    let v = exp.verdict(
+        "claim",
+        "rrcm-smoothing",
+        &with_status("rrcm-s0.5", diverged),
+    );
+    assert_eq!(v.check("0").unwrap().outcome, Outcome::Fails);
+    assert_eq!(v.outcome(), Outcome::Fails);
+    for arm in ["rrcm-s0.25", "denoise-s0.5"] {
+        let v = exp.verdict(
+            "claim",
+            "rrcm-smoothing",
+            &with_status(arm, RunStatus::Stopped { step: 3 }),
+        );
+        assert_eq!(
+            v.check("0").unwrap().outcome,
+            Outcome::Inconclusive,
+            "{arm}"
+        );
+        assert_eq!(v.outcome(), Outcome::Inconclusive, "{arm}");
+    }
     // A missing arm: inconclusive too.
     let runs: Vec<FinishedRun> = launch(false, false)
         .into_iter()
@@ -283,6 +343,6 @@ async fn the_quick_profile_decides_and_the_mechanism_off_does_not_hold() {
         .await
         .unwrap();
     let v = &res.verdict;
-    assert_ne!(v.check("1").unwrap().outcome, Outcome::Holds, "{text}");
+    assert_eq!(v.check("1").unwrap().outcome, Outcome::Fails, "{text}");
     assert_ne!(v.outcome(), Outcome::Holds, "{text}");
 }

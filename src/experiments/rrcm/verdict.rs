@@ -1,8 +1,10 @@
 //! rRCM's verdict, per noise level over the seeds (means with standard errors):
 //! 0. collapse guard (first, every arm): a run whose smoothed clean accuracy is below
 //!    [`COLLAPSE_ACC`] collapsed (a constant class "certifies" large radii at chance accuracy).
-//!    A collapsed `rrcm` run fails the claim; a collapsed or missing `denoise` arm (or a
-//!    missing `rrcm` arm) leaves it inconclusive; collapsed reported arms are marked.
+//!    A collapsed or diverged `rrcm` run fails the claim; a collapsed or missing `denoise` arm,
+//!    a missing `rrcm` arm, or any other `rrcm` / `denoise` run that did not finish leaves it
+//!    inconclusive (so the means always cover the same seeds); collapsed reported arms are
+//!    marked.
 //! 1. large radii: the certified accuracy of `rrcm` is at least `denoise`'s at every radius
 //!    r >= sigma that n samples can certify ([`claim_radii`]), and above it by
 //!    [`MARGIN`] at one of them;
@@ -11,7 +13,7 @@
 //!    share and cost, and `rrcm` against `consreg` (same fine-tuning, no pre-training) and
 //!    `gauss`.
 
-use crate::experiments::FinishedRun;
+use crate::experiments::{FinishedRun, RunStatus};
 use crate::metrics::smoothing::max_radius;
 use crate::verdict::{mean_se, CheckBuilder, Quantifier, Verdict};
 
@@ -88,8 +90,9 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
              {COLLAPSE_ACC} at both noise levels (a constant classifier certifies large radii at \
              chance accuracy; that never counts as robustness)"
         ),
-        "an rrcm run whose smoothed clean accuracy is below the guard (a collapsed denoise arm or \
-         a missing arm leaves the claim inconclusive)",
+        "an rrcm run whose smoothed clean accuracy is below the guard, or that diverged (a \
+         collapsed denoise arm, a missing arm or a run stopped or failed leaves the claim \
+         inconclusive)",
     );
     let mut guard_cases: Vec<(bool, String)> = Vec::new();
     let mut void = false;
@@ -97,8 +100,16 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
         for method in ["rrcm", "denoise"] {
             let arm = arm_name(method, s);
             let all = of(&arm);
+            // Every seed or none: a run that did not finish voids the comparison at this noise
+            // level, except an rrcm run that diverged, which counts against the method.
             for r in all.iter().filter(|r| !r.completed()) {
-                c.note(format!("{}: {}, left out", r.label(), r.status.describe()));
+                let line = format!("{}: {}", r.label(), r.status.describe());
+                if method == "rrcm" && matches!(r.status, RunStatus::Diverged { .. }) {
+                    guard_cases.push((false, format!("{line}: the method's training diverged")));
+                } else {
+                    c.note(format!("{line}: the comparison at sigma {s} is void"));
+                    void = true;
+                }
             }
             let fin = done(all);
             if fin.is_empty() {
