@@ -343,7 +343,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
             v(Arm::RedDiff, "lr"),
         ));
     }
-    c.case(true, format!("{} budgets reported", ks.len()));
+    c.note(format!("{} budgets reported", ks.len()));
     checks.push(c.finish());
     Verdict {
         preset: preset_id.to_string(),
