@@ -236,7 +236,11 @@ mod tests {
             let fd = (at(s as f64 + h) - at(s as f64 - h)) / (2.0 * h);
             let v = w[i] as f64 / s.abs() as f64;
             let ste = fd + neg.mask[i] as f64 * v;
-            assert!((ste - neg.coef[i] as f64).abs() < 1e-2, "{i}: {ste} vs {}", neg.coef[i]);
+            assert!(
+                (ste - neg.coef[i] as f64).abs() < 1e-2,
+                "{i}: {ste} vs {}",
+                neg.coef[i]
+            );
         }
     }
 

@@ -512,7 +512,10 @@ mod tests {
         let v = compute("c", "quantnas-sr", &failed);
         let c = v.check("1").unwrap();
         assert_eq!(c.outcome, Outcome::Inconclusive);
-        assert!(c.evidence.iter().any(|n| n.contains("qnas-qn-mu0") && n.contains("left out")));
+        assert!(c
+            .evidence
+            .iter()
+            .any(|n| n.contains("qnas-qn-mu0") && n.contains("left out")));
         assert!(c.evidence.iter().any(|n| n.contains("2 of 3 runs usable")));
 
         let mut empty = launch(44.0, 28.0);
