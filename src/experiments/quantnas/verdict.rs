@@ -258,7 +258,7 @@ fn ste_check(runs: &[FinishedRun]) -> Check {
             .iter()
             .map(|r| (r.seed, r.value("arch_code")))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         v
     };
     let (aq, as_) = (seeds(&qn), seeds(&ste));
