@@ -523,8 +523,8 @@ impl<D: Device<f32>> SrNet<D> {
     }
 
     /// `relu(h)` mixed over bit-widths, `sum_b q_b A_b(relu(h))`: noise or min-max rounding
-    /// add a constant; HWGQ gives `relu(h) mask_b + offset_b` (straight-through below the top
-    /// level).
+    /// add a constant; HWGQ gives `relu(h) mask_b + offset_b` (straight-through up to the top
+    /// level, no gradient above it where the output is clipped).
     fn act_mix<T: Tape<f32, D>>(&self, h: M<D, T>, mix: &Mix<D, T>, mode: Mode) -> M<D, T> {
         let shape = *h.shape();
         let n = shape.0 * shape.1;

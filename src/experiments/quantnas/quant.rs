@@ -62,7 +62,7 @@ pub fn lsq_init(w: &[f32], bits: u32) -> f32 {
 }
 
 /// LSQ quantization of a kernel with one step per output channel (`per` weights each):
-/// `v = w / s`, `q = s * clamp(round(v), -Qn, Qp)`.
+/// `v = w / |s|`, `q = |s| * clamp(round(v), -Qn, Qp)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lsq {
     pub q: Vec<f32>,
@@ -257,8 +257,8 @@ mod tests {
         };
         let step = 0.001 * (big as f64 / 2f64.sqrt());
         let top = 3.0 * step;
-        // Just below and at the top level: passes; just above (output clipped, rounding
-        // would also give the top level up to 3.5 steps): blocked.
+        // Just below the top level: passes; just above (output clipped; rounding would also
+        // give the top level up to 3.5 steps): blocked.
         let (q, m, s) = probe((top * 0.999) as f32);
         assert_eq!(m, 1.0);
         assert!((q - 3.0 * s).abs() < 1e-4);
