@@ -737,7 +737,7 @@ impl<D: Device<f32>> Trainer for QnasRun<D> {
              h = conv3x3(lr; head) ; block k: h = h + op_k(h), op_k in order: {}\n\
              every conv reads relu(input) quantized to its bits (HWGQ: step = s_b * rms(pre-activation), \
              s_b the optimal half-Gaussian uniform step; levels 0..2^b-1) and uses its kernel \
-             quantized by LSQ (per output channel step `<layer>.step<bits>`, q = s clamp(round(w/s), \
+             quantized by LSQ (per output channel step `<layer>.step<bits>`, q = |s| clamp(round(w/|s|), \
              -2^(b-1), 2^(b-1)-1)); head and tail at {} bits ({} = full precision, no quantization)\n\
              bottleneck: reduce (1x1 C->C/2), conv (3x3), expand (1x1 C/2->C), each after relu+quantization\n\
              sr = depth_to_space(tail(relu_q(h))) + nearest(lr): HR pixel (2y+dy, 2x+dx) = channel 2dy+dx \

@@ -523,8 +523,8 @@ impl<D: Device<f32>> SrNet<D> {
     }
 
     /// `relu(h)` mixed over bit-widths, `sum_b q_b A_b(relu(h))`: noise or min-max rounding
-    /// add a constant; HWGQ gives `relu(h) mask_b + offset_b` (straight-through below the top
-    /// level).
+    /// add a constant; HWGQ gives `relu(h) mask_b + offset_b` (straight-through up to the top
+    /// level, no gradient above it where the output is clipped).
     fn act_mix<T: Tape<f32, D>>(&self, h: M<D, T>, mix: &Mix<D, T>, mode: Mode) -> M<D, T> {
         let shape = *h.shape();
         let n = shape.0 * shape.1;
@@ -629,7 +629,8 @@ impl<D: Device<f32>> SrNet<D> {
         let batch = lr.len() / (LR * LR);
         let dev = self.store.device().clone();
         let x: M<D, T> = dev.upload(lr.to_vec(), (batch * LR * LR, 1)).retaped::<T>();
-        // The input digits have 17 grey levels (k / 16): exact in 8 bits, not quantized.
+        // The LR input has 65 grey levels (j / 64, j = 0..64: the 2x2 mean of the digits'
+        // k / 16 pixels), exact on an 8-bit grid of step 1/64: not quantized.
         let edge = Mix::<D, T> {
             bits: vec![self.edge_bits],
             q: None,

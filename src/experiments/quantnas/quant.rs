@@ -62,13 +62,15 @@ pub fn lsq_init(w: &[f32], bits: u32) -> f32 {
 }
 
 /// LSQ quantization of a kernel with one step per output channel (`per` weights each):
-/// `v = w / s`, `q = s * clamp(round(v), -Qn, Qp)`.
+/// `v = w / |s|`, `q = |s| * clamp(round(v), -Qn, Qp)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lsq {
     pub q: Vec<f32>,
     /// 1 where `-Qn <= v <= Qp` (the straight-through gradient to the weight), else 0.
     pub mask: Vec<f32>,
-    /// `dq / ds`: `round(v) - v` inside the range, the clip level (`-Qn` or `Qp`) outside.
+    /// `dq / ds`: `sign(s) (round(v) - v)` inside the range, `sign(s)` times the clip level
+    /// (`-Qn` or `Qp`) outside (the host rounds with `|s|`: `q = |s| round(w / |s|)`, whose
+    /// derivative in the signed step `s` carries `sign(s)`).
     pub coef: Vec<f32>,
 }
 
@@ -78,7 +80,9 @@ pub fn lsq(w: &[f32], steps: &[f32], per: usize, bits: u32) -> Lsq {
     let n = w.len();
     let (mut q, mut mask, mut coef) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     for (i, &wi) in w.iter().enumerate() {
-        let s = (steps[i / per] as f64).abs().max(1e-8);
+        let signed = steps[i / per] as f64;
+        let sign = if signed < 0.0 { -1.0 } else { 1.0 };
+        let s = signed.abs().max(1e-8);
         let v = wi as f64 / s;
         let (m, c, level) = if v < -qn {
             (0.0, -qn, -qn)
@@ -89,7 +93,7 @@ pub fn lsq(w: &[f32], steps: &[f32], per: usize, bits: u32) -> Lsq {
         };
         q[i] = (s * level) as f32;
         mask[i] = m as f32;
-        coef[i] = c as f32;
+        coef[i] = (sign * c) as f32;
     }
     Lsq { q, mask, coef }
 }
@@ -130,7 +134,9 @@ pub fn hwgq_step(bits: u32) -> f64 {
 
 /// HWGQ of `relu(h)`: the step is `hwgq_step(bits) * sigma` with `sigma` the RMS of the
 /// pre-activation `h` (a Gaussian scale estimated per tensor; there is no normalization layer
-/// to fix it at 1). Returns `(q, mask)`: mask 1 where `relu(h)` is below the top level.
+/// to fix it at 1). Returns `(q, mask)`: mask 1 where `relu(h)` is at most the top level
+/// `(2^b - 1) step`, 0 above it, where the output is clipped (straight-through only where the
+/// quantizer is not saturated).
 pub fn hwgq(h: &[f32], step_unit: f64, bits: u32) -> (Vec<f32>, Vec<f32>) {
     let sigma = (h.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / h.len().max(1) as f64)
         .sqrt()
@@ -141,12 +147,11 @@ pub fn hwgq(h: &[f32], step_unit: f64, bits: u32) -> (Vec<f32>, Vec<f32>) {
     let mut mask = Vec::with_capacity(h.len());
     for &v in h {
         let r = (v as f64).max(0.0);
-        let k = (r / step).round();
-        if k > top {
+        if r > top * step {
             q.push((top * step) as f32);
             mask.push(0.0);
         } else {
-            q.push((k * step) as f32);
+            q.push(((r / step).round() * step) as f32);
             mask.push(1.0);
         }
     }
@@ -204,6 +209,66 @@ mod tests {
         }
         assert_eq!(lsq_range(8), (128.0, 127.0));
         assert!((lsq_init(&[1.0, -1.0], 8) - 2.0 / 127f32.sqrt()).abs() < 1e-7);
+    }
+
+    #[test]
+    fn lsq_with_a_negative_step_matches_the_positive_one_and_its_derivative() {
+        // The host rounds with |s|; the tape's q = w mask + s coef must reproduce q and give
+        // dq/ds = d/ds (|s| clamp(round(w / |s|))) = sign(s) (round(v) - v) (or sign(s) level).
+        let w = [0.3f32, -0.7, 2.0, -3.0, 0.4, 1.6];
+        let (pos, neg) = (lsq(&w, &[0.5, 1.0], 3, 2), lsq(&w, &[-0.5, -1.0], 3, 2));
+        assert_eq!(pos.q, neg.q);
+        assert_eq!(pos.mask, neg.mask);
+        for i in 0..6 {
+            let s = [-0.5f32, -1.0][i / 3];
+            assert_eq!(neg.coef[i], -pos.coef[i]);
+            assert!((w[i] * neg.mask[i] + s * neg.coef[i] - neg.q[i]).abs() < 1e-6);
+            // Central difference of the host quantizer in the signed step (no rounding
+            // boundary within +-1e-4 of these points): with the integer held fixed it is
+            // sign(s) level; the straight-through estimator adds d/ds of the rounding residual,
+            // -sign(s) v inside the range (v = w / |s|).
+            let h = 1e-4f64;
+            let at = |st: f64| {
+                let mut steps = [-0.5f32, -1.0];
+                steps[i / 3] = st as f32;
+                lsq(&w, &steps, 3, 2).q[i] as f64
+            };
+            let fd = (at(s as f64 + h) - at(s as f64 - h)) / (2.0 * h);
+            let v = w[i] as f64 / s.abs() as f64;
+            let ste = fd + neg.mask[i] as f64 * v;
+            assert!(
+                (ste - neg.coef[i] as f64).abs() < 1e-2,
+                "{i}: {ste} vs {}",
+                neg.coef[i]
+            );
+        }
+    }
+
+    #[test]
+    fn hwgq_passes_gradient_only_below_the_clip() {
+        // One large value fixes sigma; the step is `unit * sigma`, the top level 3 steps (2 bits).
+        let big = 1000.0f32;
+        let probe = |r: f32| {
+            let h = [big, r];
+            let sigma = ((big as f64).powi(2) + (r as f64).powi(2)) / 2.0;
+            let step = 0.001 * sigma.sqrt();
+            let (q, mask) = hwgq(&h, 0.001, 2);
+            (q[1] as f64, mask[1], step)
+        };
+        let step = 0.001 * (big as f64 / 2f64.sqrt());
+        let top = 3.0 * step;
+        // Just below the top level: passes; just above (output clipped; rounding would also
+        // give the top level up to 3.5 steps): blocked.
+        let (q, m, s) = probe((top * 0.999) as f32);
+        assert_eq!(m, 1.0);
+        assert!((q - 3.0 * s).abs() < 1e-4);
+        let (q, m, s) = probe((top * 1.01) as f32);
+        assert_eq!(m, 0.0);
+        assert!((q - 3.0 * s).abs() < 1e-4);
+        let (_, m, _) = probe((top * 1.4) as f32);
+        assert_eq!(m, 0.0);
+        let (q, m, _) = probe(-1.0);
+        assert_eq!((q, m), (0.0, 1.0));
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //!    least 0.2 dB or 25% of the BitOps, its qnas-qn net matched by no fixed net at no more
 //!    BitOps (above the uniform frontier: a search that returns a fixed net is not a gain).
 //! 2. (claim: QN vs straight-through in the search) At mu 0.1 the QN-searched net's PSNR >= the
-//!    STE-searched net's, at no more than 1.1x its BitOps.
+//!    STE-searched net's, at no more than 1.1x its BitOps (INCONCLUSIVE when both derived the
+//!    same architecture on every seed).
 //! 3. (reported) Entropy penalty: final mean block entropy < 0.1 nats with it, and the
 //!    supernet-to-derived PSNR drop smaller than without it.
 //! 4. (reported) `frontier_margin` of every arm (PSNR minus the uniform frontier interpolated
 //!    in log BitOps), the derived architectures, search wall time QN vs STE, fixed-fp.
 //!
-//! A missing arm or a run that learned nothing (test PSNR not above nearest upsampling) makes a
-//! check INCONCLUSIVE.
+//! A missing arm, or an arm with any run left out (failed, diverged, or learned nothing: test
+//! PSNR not above nearest upsampling), makes the checks using it INCONCLUSIVE; so does check 2
+//! when QN and STE derived the same architecture on every seed (a tie of identical searches).
 
 use crate::experiments::FinishedRun;
 use crate::verdict::{mean_se, Check, CheckBuilder, Outcome, Quantifier, Verdict};
@@ -53,8 +55,19 @@ struct Point<'a> {
     runs: Vec<&'a FinishedRun>,
 }
 
+/// An arm's point, or None when it has no runs or any of its runs is left out (failed, diverged
+/// or learned nothing): a mean over the surviving seeds is not the arm's point, so the checks
+/// using it are INCONCLUSIVE (the note names the left-out runs).
 fn point<'a>(runs: &'a [FinishedRun], name: &str, notes: &mut Vec<String>) -> Option<Point<'a>> {
+    let launched = runs.iter().filter(|r| r.arm == name).count();
     let rs = arm(runs, name, notes);
+    if !rs.is_empty() && rs.len() < launched {
+        notes.push(format!(
+            "{name}: {} of {launched} runs usable: its point is void",
+            rs.len()
+        ));
+        return None;
+    }
     (!rs.is_empty()).then(|| Point {
         name: name.to_string(),
         psnr: stat(&rs, "psnr_test"),
@@ -239,6 +252,28 @@ fn ste_check(runs: &[FinishedRun]) -> Check {
         c.note("qnas-qn-mu0.1 or qnas-ste-mu0.1 has no usable runs: not compared");
         return finish(c, notes, true);
     };
+    let seeds = |p: &Point| {
+        let mut v: Vec<(u64, f64)> = p
+            .runs
+            .iter()
+            .map(|r| (r.seed, r.value("arch_code")))
+            .collect();
+        v.sort_by_key(|a| a.0);
+        v
+    };
+    let (aq, as_) = (seeds(&qn), seeds(&ste));
+    if aq.len() == as_.len() && aq.iter().zip(&as_).all(|(a, b)| a.0 == b.0 && a.1 == b.1) {
+        c.note(format!(
+            "QN and STE derived the same architecture on every seed ({}): the searches are \
+             indistinguishable here, not compared ({} vs {})",
+            qn.archs(),
+            qn.line(),
+            ste.line()
+        ));
+        c.number("psnr_diff", qn.psnr.0 - ste.psnr.0);
+        c.number("same_arch", 1.0);
+        return finish(c, notes, true);
+    }
     c.case(
         qn.psnr.0 >= ste.psnr.0,
         format!("PSNR: {} vs {}", qn.line(), ste.line()),
@@ -383,6 +418,116 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiments::{Experiment, RunStatus};
+    use crate::params::Params;
+
+    /// A synthetic run: test PSNR (dB), BitOps (MBitOps), architecture code.
+    fn run(arm: &str, seed: u64, psnr: f64, bitops: f64, code: f64) -> FinishedRun {
+        let j = seed as f64 * 0.001;
+        FinishedRun {
+            arm: arm.to_string(),
+            seed,
+            params: Params::defaults(&super::super::QuantNasSr.params()),
+            status: RunStatus::Completed { steps: 10 },
+            final_values: [
+                ("psnr_test", psnr + j),
+                ("psnr_gain", psnr + j - 25.0),
+                ("bitops", bitops),
+                ("arch_code", code),
+                ("entropy_end", 0.01),
+                ("supernet_drop", 0.1),
+                ("search_s", 1.0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }
+    }
+
+    /// Three seeds of every arm: the uniform frontier 28 / 29.5 / 30 dB at 6.25 / 25 / 100
+    /// MBitOps; qnas-qn-mu0 at 60 MBitOps lies 0.1 dB above fixed-8bit (> 0.05 dB above the
+    /// frontier, 40% fewer BitOps); `ste_code` is the STE search's architecture.
+    fn launch(ste_code: f64, ste_psnr: f64) -> Vec<FinishedRun> {
+        (0..3)
+            .flat_map(|s| {
+                [
+                    run("fixed-8bit", s, 30.0, 100.0, 0.0),
+                    run("fixed-4bit", s, 29.5, 25.0, 0.0),
+                    run("fixed-2bit", s, 28.0, 6.25, 0.0),
+                    run("qnas-qn-mu0", s, 30.1, 60.0, 11.0),
+                    run("qnas-qn-mu0.03", s, 29.6, 20.0, 22.0),
+                    run("qnas-qn-mu0.1", s, 28.1, 5.0, 33.0),
+                    run("qnas-noent-mu0.1", s, 27.9, 5.0, 33.0),
+                    run("qnas-ste-mu0.1", s, ste_psnr, 5.0, ste_code),
+                ]
+            })
+            .collect()
+    }
+
+    fn outcome(runs: &[FinishedRun], id: &str) -> Outcome {
+        compute("c", "quantnas-sr", runs).check(id).unwrap().outcome
+    }
+
+    #[test]
+    fn a_net_above_the_uniform_frontier_at_fewer_bitops_holds() {
+        let runs = launch(44.0, 28.0);
+        assert_eq!(outcome(&runs, "1"), Outcome::Holds);
+        assert_eq!(outcome(&runs, "2"), Outcome::Holds);
+        // Shifted onto the frontier (the searched nets are fixed nets): no strict gain.
+        let mut on = runs.clone();
+        for r in on.iter_mut().filter(|r| r.arm.starts_with("qnas-qn")) {
+            *r.final_values.get_mut("psnr_test").unwrap() -= 0.5;
+        }
+        assert_eq!(outcome(&on, "1"), Outcome::Fails);
+    }
+
+    #[test]
+    fn identical_qn_and_ste_searches_are_inconclusive() {
+        // Same architecture on every seed: a tie of indistinguishable searches, not a win.
+        let runs = launch(33.0, 28.1);
+        let v = compute("c", "quantnas-sr", &runs);
+        let c = v.check("2").unwrap();
+        assert_eq!(c.outcome, Outcome::Inconclusive);
+        assert!(c.evidence.iter().any(|n| n.contains("same architecture")));
+        // One seed differing is a comparison again.
+        let mut one = runs.clone();
+        one.iter_mut()
+            .find(|r| r.arm == "qnas-ste-mu0.1" && r.seed == 2)
+            .unwrap()
+            .final_values
+            .insert("arch_code".into(), 44.0);
+        assert_eq!(outcome(&one, "2"), Outcome::Holds);
+    }
+
+    #[test]
+    fn a_failed_or_empty_seed_voids_the_arm() {
+        let mut failed = launch(44.0, 28.0);
+        failed
+            .iter_mut()
+            .find(|r| r.arm == "qnas-qn-mu0" && r.seed == 1)
+            .unwrap()
+            .status = RunStatus::Failed {
+            error: "boom".into(),
+        };
+        let v = compute("c", "quantnas-sr", &failed);
+        let c = v.check("1").unwrap();
+        assert_eq!(c.outcome, Outcome::Inconclusive);
+        assert!(c
+            .evidence
+            .iter()
+            .any(|n| n.contains("qnas-qn-mu0") && n.contains("left out")));
+        assert!(c.evidence.iter().any(|n| n.contains("2 of 3 runs usable")));
+
+        let mut empty = launch(44.0, 28.0);
+        empty
+            .iter_mut()
+            .find(|r| r.arm == "qnas-ste-mu0.1" && r.seed == 0)
+            .unwrap()
+            .final_values
+            .insert("psnr_gain".into(), -0.5);
+        assert_eq!(outcome(&empty, "2"), Outcome::Inconclusive);
+        assert_eq!(outcome(&empty, "1"), Outcome::Holds);
+    }
 
     #[test]
     fn the_frontier_interpolates_in_log_bitops() {
