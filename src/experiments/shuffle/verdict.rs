@@ -58,6 +58,16 @@ impl<'a> Pair<'a> {
         }
     }
 
+    /// The pair `{size}-{aug}slws` vs `{size}-{aug}none`.
+    fn sized(runs: &'a [FinishedRun], size: &str, aug: &str, notes: &mut Vec<String>) -> Pair<'a> {
+        Pair::of(
+            runs,
+            &format!("{size}-{aug}slws"),
+            &format!("{size}-{aug}none"),
+            notes,
+        )
+    }
+
     fn present(&self) -> bool {
         !self.slws.is_empty() && !self.none.is_empty() && !self.diff("test_acc").is_empty()
     }
@@ -115,28 +125,39 @@ fn finish(c: CheckBuilder, notes: Vec<String>, inconclusive: bool) -> Check {
     check
 }
 
+/// "plain" or "augmented" for `aug` "" or "aug-".
+fn regime(aug: &str) -> &'static str {
+    if aug.is_empty() {
+        "plain"
+    } else {
+        "augmented"
+    }
+}
+
+/// A check of claim (`informational` false) or one reported beside it.
+fn builder(id: &str, informational: bool, statement: String, fails_when: &str) -> CheckBuilder {
+    let c = CheckBuilder::new(id, Quantifier::Every, statement, fails_when);
+    if informational {
+        c.informational()
+    } else {
+        c
+    }
+}
+
 /// Checks 1 and 2 on one pair (`aug`: "aug-" or "").
 fn act_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool) -> Check {
     let mut notes = Vec::new();
-    let large = Pair::of(
-        runs,
-        &format!("large-{aug}slws"),
-        &format!("large-{aug}none"),
-        &mut notes,
-    );
-    let regime = if aug.is_empty() { "plain" } else { "augmented" };
-    let mut c = CheckBuilder::new(
+    let large = Pair::sized(runs, "large", aug, &mut notes);
+    let regime = regime(aug);
+    let mut c = builder(
         id,
-        Quantifier::Every,
+        informational,
         format!(
             "({regime}) the regularizer acts on the large model: gap(slws) < gap(none) and \
              training loss (train mode) of slws > none, means over seeds"
         ),
         "either comparison goes the other way (or is equal)",
     );
-    if informational {
-        c = c.informational();
-    }
     let gone = missing(&mut c, &[&large]);
     if !gone {
         let (g, l) = (large.gain("gap"), large.gain("train_loss"));
@@ -154,22 +175,14 @@ fn act_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool) -> 
 
 fn accuracy_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool) -> Check {
     let mut notes = Vec::new();
-    let large = Pair::of(
-        runs,
-        &format!("large-{aug}slws"),
-        &format!("large-{aug}none"),
-        &mut notes,
-    );
-    let regime = if aug.is_empty() { "plain" } else { "augmented" };
-    let mut c = CheckBuilder::new(
+    let large = Pair::sized(runs, "large", aug, &mut notes);
+    let regime = regime(aug);
+    let mut c = builder(
         id,
-        Quantifier::Every,
+        informational,
         format!("({regime}) better accuracy: large test_acc(slws) >= test_acc(none) + 0.005"),
         "the paired gain is below half a point",
     );
-    if informational {
-        c = c.informational();
-    }
     let gone = missing(&mut c, &[&large]);
     if !gone {
         let g = large.gain("test_acc");
@@ -181,28 +194,15 @@ fn accuracy_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool
 
 fn scaling_check(id: &str, runs: &[FinishedRun], aug: &str, informational: bool) -> Check {
     let mut notes = Vec::new();
-    let small = Pair::of(
-        runs,
-        &format!("small-{aug}slws"),
-        &format!("small-{aug}none"),
-        &mut notes,
-    );
-    let large = Pair::of(
-        runs,
-        &format!("large-{aug}slws"),
-        &format!("large-{aug}none"),
-        &mut notes,
-    );
-    let regime = if aug.is_empty() { "plain" } else { "augmented" };
-    let mut c = CheckBuilder::new(
+    let small = Pair::sized(runs, "small", aug, &mut notes);
+    let large = Pair::sized(runs, "large", aug, &mut notes);
+    let regime = regime(aug);
+    let mut c = builder(
         id,
-        Quantifier::Every,
+        informational,
         format!("({regime}) larger models benefit more: the test-accuracy gain of large > small's"),
         "the large model's gain is at most the small one's",
     );
-    if informational {
-        c = c.informational();
-    }
     let gone = missing(&mut c, &[&small, &large]);
     if !gone {
         let (gs, gl) = (small.gain("test_acc"), large.gain("test_acc"));
@@ -242,12 +242,7 @@ pub fn compute(claim: &str, preset_id: &str, runs: &[FinishedRun]) -> Verdict {
     for aug in ["aug-", ""] {
         let mut trend = Vec::new();
         for size in ["small", "large", "xl"] {
-            let p = Pair::of(
-                runs,
-                &format!("{size}-{aug}slws"),
-                &format!("{size}-{aug}none"),
-                &mut notes,
-            );
+            let p = Pair::sized(runs, size, aug, &mut notes);
             if !p.present() {
                 continue;
             }
